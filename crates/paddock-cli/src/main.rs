@@ -1,1 +1,391 @@
-fn main() {}
+//! `paddock`: `paddock serve` runs the orchestrator; every other command is a client of
+//! its API (like `docker` and `dockerd`).
+
+mod client;
+mod output;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use serde_json::{json, Map, Value};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use client::{Client, CliError};
+
+#[derive(Parser)]
+#[command(name = "paddock", version, about = "Managed agent runners, self-hosted")]
+struct Cli {
+    /// The Paddock API to talk to.
+    #[arg(long, global = true, env = "PADDOCK_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Print raw JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the orchestrator (API server).
+    Serve(ServeArgs),
+    /// Manage agents.
+    #[command(subcommand)]
+    Agents(AgentCmd),
+    /// Manage environments.
+    #[command(subcommand, name = "envs", alias = "environments")]
+    Envs(EnvCmd),
+    /// Manage sessions and their events.
+    #[command(subcommand)]
+    Sessions(SessionCmd),
+    /// Inspect runners.
+    #[command(subcommand)]
+    Runners(RunnerCmd),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// A paddock.toml config file (PADDOCK_* variables override it).
+    #[arg(long, env = "PADDOCK_CONFIG")]
+    config: Option<PathBuf>,
+    /// Listen address, e.g. 127.0.0.1:8080.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Data directory (database, workspaces).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ListArgs {
+    /// Page size.
+    #[arg(long, default_value_t = 20)]
+    limit: u32,
+    /// Follow `next_page` until the end.
+    #[arg(long)]
+    all: bool,
+    /// Include archived records.
+    #[arg(long)]
+    include_archived: bool,
+}
+
+#[derive(Subcommand)]
+enum AgentCmd {
+    /// Create an agent.
+    Create {
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long)]
+        system: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// A JSON file with the full request body (flags override its fields).
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    List(ListArgs),
+    Get {
+        id: String,
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// Update an agent; `--version` guards against overwriting someone else's change.
+    Update {
+        id: String,
+        #[arg(long)]
+        version: Option<u32>,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long)]
+        system: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    Archive { id: String },
+    Delete { id: String },
+    Versions { id: String },
+}
+
+#[derive(Subcommand)]
+enum EnvCmd {
+    Create {
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// Limit egress to these hosts (repeatable); without it networking is unrestricted.
+        #[arg(long = "allow-host")]
+        allow_hosts: Vec<String>,
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    List(ListArgs),
+    Get { id: String },
+    Update {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    Archive { id: String },
+    Delete { id: String },
+}
+
+#[derive(Subcommand)]
+enum SessionCmd {
+    Create {
+        /// Agent id (latest version is pinned).
+        #[arg(long)]
+        agent: String,
+        /// Pin this agent version instead of the latest.
+        #[arg(long)]
+        agent_version: Option<u32>,
+        #[arg(long = "env")]
+        environment: String,
+        #[arg(long)]
+        title: Option<String>,
+        /// A first user message.
+        #[arg(long)]
+        message: Option<String>,
+    },
+    List {
+        #[command(flatten)]
+        list: ListArgs,
+        /// Only sessions in these statuses (repeatable).
+        #[arg(long = "status")]
+        statuses: Vec<String>,
+        #[arg(long)]
+        agent: Option<String>,
+    },
+    Get { id: String },
+    Update {
+        id: String,
+        #[arg(long)]
+        title: Option<String>,
+    },
+    /// Send a user message (or an interrupt) to a session.
+    Send {
+        id: String,
+        /// The message text.
+        message: Option<String>,
+        #[arg(long, conflicts_with = "message")]
+        interrupt: bool,
+        /// A JSON file with `{"events": [...]}`.
+        #[arg(long, conflicts_with_all = ["message", "interrupt"])]
+        file: Option<PathBuf>,
+        /// Makes a retried send safe.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// Print a session's events; `--follow` keeps streaming new ones.
+    Events {
+        id: String,
+        #[arg(long, short)]
+        follow: bool,
+    },
+    Archive { id: String },
+    Delete { id: String },
+}
+
+#[derive(Subcommand)]
+enum RunnerCmd {
+    List {
+        #[command(flatten)]
+        list: ListArgs,
+        #[arg(long = "state")]
+        states: Vec<String>,
+    },
+    Get { id: String },
+}
+
+fn read_body(file: &Option<PathBuf>) -> anyhow::Result<Map<String, Value>> {
+    let Some(path) = file else {
+        return Ok(Map::new());
+    };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    match serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))? {
+        Value::Object(m) => Ok(m),
+        _ => anyhow::bail!("{} must hold a JSON object", path.display()),
+    }
+}
+
+fn set(body: &mut Map<String, Value>, key: &str, v: Option<impl Into<Value>>) {
+    if let Some(v) = v {
+        body.insert(key.to_string(), v.into());
+    }
+}
+
+fn list_query(l: &ListArgs) -> Vec<(String, String)> {
+    let mut q = vec![("limit".to_string(), l.limit.to_string())];
+    if l.include_archived {
+        q.push(("include_archived".into(), "true".into()));
+    }
+    q
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut env: Vec<(String, String)> = std::env::vars().collect();
+    if let Some(l) = args.listen {
+        env.push(("PADDOCK_LISTEN".into(), l));
+    }
+    if let Some(d) = args.data_dir {
+        env.push(("PADDOCK_DATA_DIR".into(), d.display().to_string()));
+    }
+    let config = paddock_server::Config::load(args.config.as_deref(), env)?;
+    paddock_server::init_logging(&config);
+    tracing::info!(data_dir = %config.data_dir.display(), listen = %config.listen, "starting paddock");
+    let server = paddock_server::Server::bind(config).await?;
+    server.run(paddock_server::shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    let c = Client::new(&cli.url, cli.json);
+    match cli.cmd {
+        Cmd::Serve(args) => serve(args).await.map_err(CliError::Other)?,
+        Cmd::Agents(cmd) => match cmd {
+            AgentCmd::Create { name, model, system, description, file } => {
+                let mut b = read_body(&file)?;
+                set(&mut b, "name", name);
+                set(&mut b, "model", model);
+                set(&mut b, "system", system);
+                set(&mut b, "description", description);
+                c.show(c.post("/v1/agents", &Value::Object(b), None).await?, output::AGENT);
+            }
+            AgentCmd::List(l) => c.list("/v1/agents", list_query(&l), l.all, output::AGENT).await?,
+            AgentCmd::Get { id, version } => {
+                let q: Vec<(String, String)> = version.map(|v| ("version".into(), v.to_string())).into_iter().collect();
+                c.show(c.get(&format!("/v1/agents/{id}"), &q).await?, output::AGENT);
+            }
+            AgentCmd::Update { id, version, name, model, system, description, file } => {
+                let mut b = read_body(&file)?;
+                set(&mut b, "version", version);
+                set(&mut b, "name", name);
+                set(&mut b, "model", model);
+                set(&mut b, "system", system);
+                set(&mut b, "description", description);
+                c.show(c.post(&format!("/v1/agents/{id}"), &Value::Object(b), None).await?, output::AGENT);
+            }
+            AgentCmd::Archive { id } => {
+                c.show(c.post(&format!("/v1/agents/{id}/archive"), &json!({}), None).await?, output::AGENT)
+            }
+            AgentCmd::Delete { id } => c.show(c.delete(&format!("/v1/agents/{id}")).await?, output::DELETED),
+            AgentCmd::Versions { id } => {
+                c.list(&format!("/v1/agents/{id}/versions"), vec![], true, output::AGENT).await?
+            }
+        },
+        Cmd::Envs(cmd) => match cmd {
+            EnvCmd::Create { name, description, allow_hosts, file } => {
+                let mut b = read_body(&file)?;
+                set(&mut b, "name", name);
+                set(&mut b, "description", description);
+                if !allow_hosts.is_empty() {
+                    b.insert(
+                        "config".into(),
+                        json!({"type": "cloud", "networking": {"type": "limited", "allowed_hosts": allow_hosts}}),
+                    );
+                }
+                c.show(c.post("/v1/environments", &Value::Object(b), None).await?, output::ENVIRONMENT);
+            }
+            EnvCmd::List(l) => c.list("/v1/environments", list_query(&l), l.all, output::ENVIRONMENT).await?,
+            EnvCmd::Get { id } => c.show(c.get(&format!("/v1/environments/{id}"), &[]).await?, output::ENVIRONMENT),
+            EnvCmd::Update { id, name, description, file } => {
+                let mut b = read_body(&file)?;
+                set(&mut b, "name", name);
+                set(&mut b, "description", description);
+                c.show(c.post(&format!("/v1/environments/{id}"), &Value::Object(b), None).await?, output::ENVIRONMENT);
+            }
+            EnvCmd::Archive { id } => c.show(
+                c.post(&format!("/v1/environments/{id}/archive"), &json!({}), None).await?,
+                output::ENVIRONMENT,
+            ),
+            EnvCmd::Delete { id } => c.show(c.delete(&format!("/v1/environments/{id}")).await?, output::DELETED),
+        },
+        Cmd::Sessions(cmd) => match cmd {
+            SessionCmd::Create { agent, agent_version, environment, title, message } => {
+                let agent = match agent_version {
+                    Some(v) => json!({"type": "agent", "id": agent, "version": v}),
+                    None => json!(agent),
+                };
+                let mut b = json!({"agent": agent, "environment_id": environment});
+                if let Some(t) = title {
+                    b["title"] = json!(t);
+                }
+                if let Some(m) = message {
+                    b["initial_events"] = json!([{"type": "user.message", "content": [{"type": "text", "text": m}]}]);
+                }
+                c.show(c.post("/v1/sessions", &b, None).await?, output::SESSION);
+            }
+            SessionCmd::List { list, statuses, agent } => {
+                let mut q = list_query(&list);
+                q.extend(statuses.into_iter().map(|s| ("statuses[]".to_string(), s)));
+                if let Some(a) = agent {
+                    q.push(("agent_id".into(), a));
+                }
+                c.list("/v1/sessions", q, list.all, output::SESSION).await?
+            }
+            SessionCmd::Get { id } => c.show(c.get(&format!("/v1/sessions/{id}"), &[]).await?, output::SESSION),
+            SessionCmd::Update { id, title } => {
+                let mut b = Map::new();
+                set(&mut b, "title", title);
+                c.show(c.post(&format!("/v1/sessions/{id}"), &Value::Object(b), None).await?, output::SESSION);
+            }
+            SessionCmd::Send { id, message, interrupt, file, idempotency_key } => {
+                let body = if let Some(f) = &file {
+                    Value::Object(read_body(&Some(f.clone()))?)
+                } else if interrupt {
+                    json!({"events": [{"type": "user.interrupt"}]})
+                } else {
+                    let text = message.ok_or_else(|| {
+                        CliError::Usage("give a message, --interrupt or --file".into())
+                    })?;
+                    json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": text}]}]})
+                };
+                let out = c.post(&format!("/v1/sessions/{id}/events"), &body, idempotency_key.as_deref()).await?;
+                if cli.json {
+                    output::print_json(&out);
+                } else {
+                    for e in out["data"].as_array().into_iter().flatten() {
+                        println!("{}", output::event_line(e));
+                    }
+                }
+            }
+            SessionCmd::Events { id, follow } => c.events(&id, follow).await?,
+            SessionCmd::Archive { id } => {
+                c.show(c.post(&format!("/v1/sessions/{id}/archive"), &json!({}), None).await?, output::SESSION)
+            }
+            SessionCmd::Delete { id } => c.show(c.delete(&format!("/v1/sessions/{id}")).await?, output::DELETED),
+        },
+        Cmd::Runners(cmd) => match cmd {
+            RunnerCmd::List { list, states } => {
+                let mut q = list_query(&list);
+                q.retain(|(k, _)| k != "include_archived");
+                q.extend(states.into_iter().map(|s| ("states[]".to_string(), s)));
+                c.list("/v1/runners", q, list.all, output::RUNNER).await?
+            }
+            RunnerCmd::Get { id } => c.show(c.get(&format!("/v1/runners/{id}"), &[]).await?, output::RUNNER),
+        },
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

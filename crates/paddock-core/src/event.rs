@@ -75,7 +75,7 @@ pub enum UserEvent {
 }
 
 /// What a client event must refer to in the session's log before it may be appended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Reference {
     /// An `agent.tool_use`/`agent.mcp_tool_use` awaiting confirmation, not yet answered.
     PendingToolUse(String),

@@ -1,1 +1,216 @@
+//! Paddock's orchestrator: the v1 REST + SSE API (wire-compatible with the Managed
+//! Agents API for the primitives it shares) over a [`Store`].
 
+pub mod config;
+mod error;
+mod extract;
+mod hub;
+mod request_id;
+mod routes;
+
+use axum::extract::Request;
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::routing::{on, MethodFilter};
+use axum::Router;
+use paddock_store::{SqliteStore, Store};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use config::{Config, LogFormat};
+pub use error::ServerError;
+
+/// The committed OpenAPI document, served at `/openapi.json`.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    hub: Arc<hub::Hub>,
+    shutdown: watch::Receiver<bool>,
+    routes: Arc<Vec<(&'static str, &'static str)>>,
+}
+
+/// Builds the router and, alongside, the list of `(method, path)` it serves.
+struct Routes {
+    router: Router<AppState>,
+    table: Vec<(&'static str, &'static str)>,
+}
+
+impl Routes {
+    fn add<H, T>(mut self, method: &'static str, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = match method {
+            "GET" => MethodFilter::GET,
+            "POST" => MethodFilter::POST,
+            "DELETE" => MethodFilter::DELETE,
+            other => panic!("route table uses unsupported method {other}"),
+        };
+        self.router = self.router.route(path, on(filter, handler));
+        self.table.push((method, path));
+        self
+    }
+}
+
+fn routes() -> Routes {
+    use routes::*;
+    Routes {
+        router: Router::new(),
+        table: vec![],
+    }
+    .add("GET", "/", meta::index)
+    .add("GET", "/healthz", meta::healthz)
+    .add("GET", "/openapi.json", meta::openapi)
+    .add("POST", "/v1/agents", agents::create)
+    .add("GET", "/v1/agents", agents::list)
+    .add("GET", "/v1/agents/{agent_id}", agents::retrieve)
+    .add("POST", "/v1/agents/{agent_id}", agents::update)
+    .add("DELETE", "/v1/agents/{agent_id}", agents::delete)
+    .add("POST", "/v1/agents/{agent_id}/archive", agents::archive)
+    .add("GET", "/v1/agents/{agent_id}/versions", agents::versions)
+    .add("POST", "/v1/environments", environments::create)
+    .add("GET", "/v1/environments", environments::list)
+    .add("GET", "/v1/environments/{environment_id}", environments::retrieve)
+    .add("POST", "/v1/environments/{environment_id}", environments::update)
+    .add("DELETE", "/v1/environments/{environment_id}", environments::delete)
+    .add("POST", "/v1/environments/{environment_id}/archive", environments::archive)
+    .add("POST", "/v1/sessions", sessions::create)
+    .add("GET", "/v1/sessions", sessions::list)
+    .add("GET", "/v1/sessions/{session_id}", sessions::retrieve)
+    .add("POST", "/v1/sessions/{session_id}", sessions::update)
+    .add("DELETE", "/v1/sessions/{session_id}", sessions::delete)
+    .add("POST", "/v1/sessions/{session_id}/archive", sessions::archive)
+    .add("POST", "/v1/sessions/{session_id}/events", events::send)
+    .add("GET", "/v1/sessions/{session_id}/events", events::list)
+    .add("GET", "/v1/sessions/{session_id}/events/stream", events::stream)
+    .add("GET", "/v1/runners", runners::list)
+    .add("GET", "/v1/runners/{runner_id}", runners::retrieve)
+}
+
+/// Every `(method, path)` the API serves, in the order they are routed.
+pub fn route_table() -> Vec<(&'static str, &'static str)> {
+    routes().table
+}
+
+async fn not_found(req: Request) -> ServerError {
+    ServerError::NotFound {
+        what: format!("route {} {}", req.method(), req.uri().path()),
+        code: Some("route_not_found".into()),
+    }
+}
+
+async fn method_not_allowed(method: Method, req: Request) -> ServerError {
+    ServerError::MethodNotAllowed(format!(
+        "{method} is not allowed on {}",
+        req.uri().path()
+    ))
+}
+
+/// A bound, ready-to-run server.
+pub struct Server {
+    listener: TcpListener,
+    state: AppState,
+    shutdown_tx: watch::Sender<bool>,
+}
+
+impl Server {
+    /// Opens the store under the data directory and binds the listen address.
+    pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        let store = SqliteStore::open(&config.database_path())?;
+        let listener = TcpListener::bind(&config.listen).await?;
+        Ok(Server::with_store(config, Arc::new(store), listener))
+    }
+
+    pub fn with_store(config: Config, store: Arc<dyn Store>, listener: TcpListener) -> Server {
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let state = AppState {
+            config: Arc::new(config),
+            store,
+            hub: Arc::new(hub::Hub::default()),
+            shutdown,
+            routes: Arc::new(route_table()),
+        };
+        Server {
+            listener,
+            state,
+            shutdown_tx,
+        }
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn router(&self) -> Router {
+        routes()
+            .router
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
+            .layer(axum::middleware::from_fn(request_id::middleware))
+            .with_state(self.state.clone())
+    }
+
+    /// Serves until `shutdown` resolves, then ends open event streams and drains.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+        let app = self.router();
+        let tx = self.shutdown_tx;
+        tracing::info!(addr = %self.listener.local_addr()?, "paddock API listening");
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                tracing::info!("shutting down: closing event streams and draining requests");
+                let _ = tx.send(true);
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+/// Sets up `tracing`: pretty on a terminal, JSON otherwise (or as configured).
+pub fn init_logging(config: &Config) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level));
+    let json = match config.log_format {
+        LogFormat::Json => true,
+        LogFormat::Pretty => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().flatten_event(true).with_current_span(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

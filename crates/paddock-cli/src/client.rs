@@ -1,0 +1,201 @@
+//! A small client of the Paddock API for the CLI.
+
+use futures::StreamExt;
+use serde_json::Value;
+
+use crate::output::{self, Columns};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{status} {kind}: {message}")]
+    Api {
+        status: u16,
+        kind: String,
+        message: String,
+    },
+    #[error("cannot reach Paddock at {url}: {source} (is `paddock serve` running? set --url or PADDOCK_URL)")]
+    Unreachable { url: String, source: reqwest::Error },
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Api { status, .. } if *status < 500 => 1,
+            CliError::Usage(_) => 2,
+            CliError::Unreachable { .. } => 3,
+            _ => 4,
+        }
+    }
+}
+
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+    json: bool,
+}
+
+impl Client {
+    pub fn new(base: &str, json: bool) -> Self {
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+            json,
+        }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, CliError> {
+        let resp = req.send().await.map_err(|source| CliError::Unreachable {
+            url: self.base.clone(),
+            source,
+        })?;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(body);
+        }
+        Err(CliError::Api {
+            status: status.as_u16(),
+            kind: body["error"]["type"].as_str().unwrap_or("error").to_string(),
+            message: body["error"]["message"]
+                .as_str()
+                .unwrap_or("the server gave no message")
+                .to_string(),
+        })
+    }
+
+    pub async fn get(&self, path: &str, query: &[(String, String)]) -> Result<Value, CliError> {
+        self.send(self.http.get(format!("{}{path}", self.base)).query(query)).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value, idem: Option<&str>) -> Result<Value, CliError> {
+        let mut req = self.http.post(format!("{}{path}", self.base)).json(body);
+        if let Some(k) = idem {
+            req = req.header("Idempotency-Key", k);
+        }
+        self.send(req).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<Value, CliError> {
+        self.send(self.http.delete(format!("{}{path}", self.base))).await
+    }
+
+    pub fn show(&self, v: Value, cols: Columns) {
+        if self.json {
+            output::print_json(&v);
+        } else {
+            output::print_record(&v, cols);
+        }
+    }
+
+    /// Prints a list, following `next_page` when `all` is set.
+    pub async fn list(
+        &self,
+        path: &str,
+        mut query: Vec<(String, String)>,
+        all: bool,
+        cols: Columns,
+    ) -> Result<(), CliError> {
+        let mut rows = vec![];
+        loop {
+            let page = self.get(path, &query).await?;
+            rows.extend(page["data"].as_array().cloned().unwrap_or_default());
+            match page["next_page"].as_str() {
+                Some(next) if all => {
+                    query.retain(|(k, _)| k != "page");
+                    query.push(("page".into(), next.to_string()));
+                }
+                _ => break,
+            }
+        }
+        if self.json {
+            output::print_json(&Value::Array(rows));
+        } else {
+            output::print_table(&rows, cols);
+        }
+        Ok(())
+    }
+
+    /// Prints every event; with `follow`, then streams new ones until the stream ends.
+    pub async fn events(&self, session_id: &str, follow: bool) -> Result<(), CliError> {
+        let path = format!("/v1/sessions/{session_id}/events");
+        let mut query = vec![("limit".to_string(), "1000".to_string())];
+        let mut last: Option<String> = None;
+        loop {
+            let page = self.get(&path, &query).await?;
+            for e in page["data"].as_array().into_iter().flatten() {
+                self.print_event(e);
+                last = e["id"].as_str().map(str::to_string);
+            }
+            match page["next_page"].as_str() {
+                Some(n) => {
+                    query.retain(|(k, _)| k != "page");
+                    query.push(("page".into(), n.to_string()));
+                }
+                None => break,
+            }
+        }
+        if !follow {
+            return Ok(());
+        }
+        let after = last.unwrap_or_else(|| "start".to_string());
+        let resp = self
+            .http
+            .get(format!("{}{path}/stream", self.base))
+            .query(&[("after", after.as_str())])
+            .send()
+            .await
+            .map_err(|source| CliError::Unreachable { url: self.base.clone(), source })?;
+        if !resp.status().is_success() {
+            let status = resp.status().as_u16();
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            return Err(CliError::Api {
+                status,
+                kind: body["error"]["type"].as_str().unwrap_or("error").to_string(),
+                message: body["error"]["message"].as_str().unwrap_or("").to_string(),
+            });
+        }
+        let mut stream = resp.bytes_stream();
+        let mut buf = String::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| CliError::Other(e.into()))?;
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let frame: String = buf.drain(..end + 2).collect();
+                let (mut event, mut data) = (None, String::new());
+                for line in frame.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        event = Some(v.trim().to_string());
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                let Some(event) = event else { continue };
+                let Ok(v) = serde_json::from_str::<Value>(&data) else { continue };
+                if event == "error" {
+                    return Err(CliError::Api {
+                        status: 200,
+                        kind: v["error"]["type"].as_str().unwrap_or("error").to_string(),
+                        message: v["error"]["message"].as_str().unwrap_or("").to_string(),
+                    });
+                }
+                self.print_event(&v);
+                if event == "session.deleted" {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn print_event(&self, e: &Value) {
+        if self.json {
+            println!("{e}");
+        } else {
+            println!("{}", output::event_line(e));
+        }
+    }
+}

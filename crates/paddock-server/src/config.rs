@@ -1,0 +1,153 @@
+//! Configuration: defaults, then an optional `paddock.toml`, then `PADDOCK_*` variables.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+use crate::ServerError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Pretty on a terminal, JSON otherwise.
+    Auto,
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the API listens on.
+    pub listen: String,
+    /// Where Paddock keeps its database and runner workspaces.
+    pub data_dir: PathBuf,
+    pub log_format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `paddock_server=debug`.
+    pub log_level: String,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Seconds between keep-alive comments on idle SSE streams.
+    pub sse_keepalive_secs: u64,
+}
+
+/// The data directory when none is configured: `$XDG_DATA_HOME/paddock`,
+/// else `~/.local/share/paddock`, else `./paddock-data`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("paddock");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(h).join(".local/share/paddock");
+    }
+    PathBuf::from("paddock-data")
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: default_data_dir(),
+            log_format: LogFormat::Auto,
+            log_level: "info".into(),
+            max_body_bytes: 4 * 1024 * 1024,
+            sse_keepalive_secs: 15,
+        }
+    }
+}
+
+fn bad(key: &str, msg: impl std::fmt::Display) -> ServerError {
+    ServerError::Config(format!("{key}: {msg}"))
+}
+
+impl Config {
+    /// Loads the config file (if any) and applies environment overrides from `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ServerError> {
+        let mut cfg = match file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| bad(&p.display().to_string(), e))?;
+                toml::from_str(&text).map_err(|e| bad(&p.display().to_string(), e))?
+            }
+            None => Config::default(),
+        };
+        for (k, v) in env {
+            match k.as_str() {
+                "PADDOCK_LISTEN" => cfg.listen = v,
+                "PADDOCK_DATA_DIR" => cfg.data_dir = PathBuf::from(v),
+                "PADDOCK_LOG_FORMAT" => {
+                    cfg.log_format = match v.as_str() {
+                        "auto" => LogFormat::Auto,
+                        "pretty" => LogFormat::Pretty,
+                        "json" => LogFormat::Json,
+                        other => return Err(bad(&k, format!("expected auto, pretty or json, got {other:?}"))),
+                    }
+                }
+                "PADDOCK_LOG_LEVEL" => cfg.log_level = v,
+                "PADDOCK_MAX_BODY_BYTES" => {
+                    cfg.max_body_bytes = v.parse().map_err(|e| bad(&k, e))?
+                }
+                "PADDOCK_SSE_KEEPALIVE_SECS" => {
+                    cfg.sse_keepalive_secs = v.parse().map_err(|e| bad(&k, e))?
+                }
+                _ => {}
+            }
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), ServerError> {
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(bad("listen", format!("{:?} is not an address like 127.0.0.1:8080", self.listen)));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(bad("data_dir", "must not be empty"));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(bad("max_body_bytes", "must be at least 1024"));
+        }
+        if self.sse_keepalive_secs == 0 {
+            return Err(bad("sse_keepalive_secs", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("paddock.db")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn env_overrides_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("paddock.toml");
+        std::fs::write(&f, "listen = \"127.0.0.1:9000\"\nmax_body_bytes = 2048\n").expect("write");
+        let c = Config::load(Some(&f), env(&[("PADDOCK_LISTEN", "0.0.0.0:7000")])).expect("valid");
+        assert_eq!(c.listen, "0.0.0.0:7000");
+        assert_eq!(c.max_body_bytes, 2048);
+    }
+
+    #[test]
+    fn bad_config_names_the_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("paddock.toml");
+        std::fs::write(&f, "listn = \"x\"\n").expect("write");
+        let e = Config::load(Some(&f), env(&[])).unwrap_err().to_string();
+        assert!(e.contains("listn"), "{e}");
+        let e = Config::load(None, env(&[("PADDOCK_LISTEN", "nowhere")])).unwrap_err().to_string();
+        assert!(e.starts_with("config: listen"), "{e}");
+        let e = Config::load(None, env(&[("PADDOCK_SSE_KEEPALIVE_SECS", "x")])).unwrap_err().to_string();
+        assert!(e.contains("PADDOCK_SSE_KEEPALIVE_SECS"), "{e}");
+    }
+}

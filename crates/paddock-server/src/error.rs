@@ -1,0 +1,124 @@
+//! The one place where errors become HTTP: `{"type":"error","error":{type,message,details}}`.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use paddock_core::CoreError;
+use paddock_store::StoreError;
+use serde_json::json;
+
+use crate::request_id;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    #[error("{what} not found")]
+    NotFound { what: String, code: Option<String> },
+    #[error("the request body is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("config: {0}")]
+    Config(String),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl ServerError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ServerError::Core(CoreError::invalid(field, message))
+    }
+
+    /// HTTP status, error type, message and the narrower `details.error_code`.
+    fn parts(&self) -> (StatusCode, &'static str, String, Option<String>) {
+        let conflict = |m: String, code: &str| {
+            (StatusCode::CONFLICT, "conflict_error", m, Some(code.to_string()))
+        };
+        match self {
+            ServerError::Core(CoreError::Invalid { code, .. }) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                self.to_string(),
+                code.map(str::to_string),
+            ),
+            ServerError::Core(CoreError::Conflict { message }) => {
+                conflict(message.clone(), "conflict")
+            }
+            ServerError::Core(e @ CoreError::IllegalTransition { .. }) => {
+                conflict(e.to_string(), "illegal_transition")
+            }
+            ServerError::Store(StoreError::Invalid(e)) => ServerError::Core(e.clone()).parts(),
+            ServerError::Store(StoreError::NotFound { kind, .. }) => (
+                StatusCode::NOT_FOUND,
+                "not_found_error",
+                self.to_string(),
+                Some(format!("{}_not_found", kind.replace(' ', "_"))),
+            ),
+            ServerError::Store(e @ StoreError::VersionConflict { .. }) => {
+                conflict(e.to_string(), "version_conflict")
+            }
+            ServerError::Store(StoreError::Conflict(m)) => conflict(m.clone(), "conflict"),
+            ServerError::Store(e @ StoreError::IdempotencyMismatch { .. }) => {
+                conflict(e.to_string(), "idempotency_key_reused")
+            }
+            ServerError::Store(_) | ServerError::Io(_) | ServerError::Config(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "api_error",
+                "internal error; see the server log for this request id".to_string(),
+                None,
+            ),
+            ServerError::NotFound { code, .. } => (
+                StatusCode::NOT_FOUND,
+                "not_found_error",
+                self.to_string(),
+                code.clone(),
+            ),
+            ServerError::TooLarge { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                self.to_string(),
+                Some("request_too_large".into()),
+            ),
+            ServerError::MethodNotAllowed(m) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "invalid_request_error",
+                m.clone(),
+                None,
+            ),
+        }
+    }
+
+    /// The error envelope and status, for both responses and SSE `error` frames.
+    pub fn envelope(&self) -> (StatusCode, serde_json::Value) {
+        let (status, kind, message, code) = self.parts();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        let mut error = json!({"type": kind, "message": message});
+        if let Some(code) = code {
+            error["details"] = json!({"error_code": code});
+        }
+        let mut body = json!({"type": "error", "error": error});
+        if let Some(id) = request_id::current() {
+            body["request_id"] = json!(id);
+        }
+        (status, body)
+    }
+}
+
+impl IntoResponse for ServerError {
+    fn into_response(self) -> Response {
+        let (status, body) = self.envelope();
+        let mut resp = (status, axum::Json(body)).into_response();
+        // Nothing we answer with a 4xx other than 429 gets better by being replayed as is.
+        if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
+            resp.headers_mut()
+                .insert("x-should-retry", HeaderValue::from_static("false"));
+        }
+        resp
+    }
+}
+
+pub type ApiResult<T> = Result<T, ServerError>;

@@ -1,0 +1,40 @@
+//! A request id per request: in the `request-id` header, in error bodies and in logs.
+
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use paddock_core::id;
+use std::time::Instant;
+use tracing::Instrument;
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// The id of the request being handled, when called inside one.
+pub fn current() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+pub async fn middleware(req: Request, next: Next) -> Response {
+    let rid = id::new(id::REQUEST);
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let span = tracing::info_span!("request", request_id = %rid, %method, %path);
+    let started = Instant::now();
+    let mut resp = REQUEST_ID
+        .scope(rid.clone(), next.run(req).instrument(span.clone()))
+        .await;
+    if let Ok(v) = HeaderValue::from_str(&rid) {
+        resp.headers_mut().insert("request-id", v);
+    }
+    span.in_scope(|| {
+        tracing::info!(
+            status = resp.status().as_u16(),
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "handled"
+        )
+    });
+    resp
+}

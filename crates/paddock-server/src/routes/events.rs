@@ -1,0 +1,237 @@
+//! Session events: send, list, and the SSE stream with resume.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::stream::{self, Stream};
+use paddock_core::event::{parse_user_events, Event, NewEvent, SendEvents, MAX_EVENTS_PER_REQUEST};
+use paddock_core::{common::parse_json, id, ts};
+use paddock_store::{Append, EventFilter, Idempotency, Order};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
+use tokio::sync::watch;
+
+use super::page_json;
+use crate::error::{ApiResult, ServerError};
+use crate::extract::{Body, Query};
+use crate::hub::Tip;
+use crate::AppState;
+
+const STREAM_BATCH: usize = 200;
+
+pub async fn send(
+    State(s): State<AppState>,
+    Path(sid): Path<String>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> ApiResult<Response> {
+    let idempotency = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let key = v
+                .to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= 255)
+                .ok_or_else(|| {
+                    ServerError::invalid("Idempotency-Key", "must be 1 to 255 visible ASCII characters")
+                })?;
+            let hash = Sha256::digest(&body);
+            Some(Idempotency {
+                key: key.to_string(),
+                request_hash: hash.iter().map(|b| format!("{b:02x}")).collect(),
+            })
+        }
+    };
+    let req: SendEvents = parse_json(&body)?;
+    let parsed = parse_user_events("events", req.events, MAX_EVENTS_PER_REQUEST)?;
+    let mut append = Append {
+        idempotency,
+        ..Append::default()
+    };
+    for (i, (ev, reference)) in parsed.into_iter().enumerate() {
+        if let Some(r) = reference {
+            let field = match &r {
+                paddock_core::event::Reference::PendingToolUse(_) => "tool_use_id",
+                paddock_core::event::Reference::PendingCustomToolUse(_) => "custom_tool_use_id",
+            };
+            append.references.push((format!("events[{i}].{field}"), r));
+        }
+        append.events.push(NewEvent {
+            kind: ev.kind().to_string(),
+            payload: ev.payload(),
+        });
+    }
+    let out = s.store.append_events(&sid, append).await?;
+    if let Some(last) = out.events.last() {
+        s.hub.published(&sid, last.seq);
+    }
+    let data: Vec<_> = out.events.iter().map(Event::to_json).collect();
+    let mut resp = axum::Json(json!({ "data": data })).into_response();
+    if out.replayed {
+        resp.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(resp)
+}
+
+pub async fn list(
+    State(s): State<AppState>,
+    Path(sid): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let mut q = Query::parse(q.as_deref())?;
+    let filter = EventFilter {
+        types: q.list("types"),
+        processed_gt: q.time("created_at[gt]")?,
+        processed_gte: q.time("created_at[gte]")?,
+        processed_lt: q.time("created_at[lt]")?,
+        processed_lte: q.time("created_at[lte]")?,
+    };
+    let page = q.page(100, 1000, Some(Order::Asc))?;
+    q.finish()?;
+    let page = s.store.list_events(&sid, filter, page).await?;
+    Ok(page_json(page, false, |e| e.to_json()))
+}
+
+/// Where a stream starts: after the event named by `Last-Event-ID` or `?after=`
+/// (`after=start` replays the whole log); without either, at the current end.
+async fn start_seq(
+    s: &AppState,
+    sid: &str,
+    headers: &HeaderMap,
+    after: Option<String>,
+) -> ApiResult<i64> {
+    let header = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .filter(|v| !v.is_empty());
+    let (field, cursor) = match (header, after) {
+        (Some(h), _) => ("Last-Event-ID", Some(h)),
+        (None, a) => ("after", a),
+    };
+    match cursor.as_deref() {
+        None => Ok(s.store.last_seq(sid).await?),
+        Some("start") => Ok(0),
+        Some(eid) => match s.store.event_seq(sid, eid).await {
+            Ok(seq) => Ok(seq),
+            Err(paddock_store::StoreError::NotFound { .. }) => Err(ServerError::invalid(
+                field,
+                format!("{eid:?} is not an event of session {sid:?}"),
+            )),
+            Err(e) => Err(e.into()),
+        },
+    }
+}
+
+struct StreamState {
+    s: AppState,
+    sid: String,
+    cursor: i64,
+    rx: watch::Receiver<Tip>,
+    shutdown: watch::Receiver<bool>,
+    buffer: VecDeque<Event>,
+    done: bool,
+}
+
+fn frame(e: &Event) -> SseEvent {
+    SseEvent::default()
+        .id(e.id.clone())
+        .event(e.kind.clone())
+        .data(e.to_json().to_string())
+}
+
+fn event_stream(st: StreamState) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    stream::unfold(st, |mut st| async move {
+        loop {
+            if st.done {
+                return None;
+            }
+            if let Some(e) = st.buffer.pop_front() {
+                st.cursor = e.seq;
+                let f = frame(&e);
+                return Some((Ok(f), st));
+            }
+            // Mark the current tip as seen before reading, so that a commit racing
+            // with the read still wakes us up.
+            let tip = *st.rx.borrow_and_update();
+            match st.s.store.events_after(&st.sid, st.cursor, STREAM_BATCH).await {
+                Ok(events) if !events.is_empty() => {
+                    st.buffer.extend(events);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    st.done = true;
+                    let (_, body) = ServerError::from(e).envelope();
+                    return Some((Ok(SseEvent::default().event("error").data(body.to_string())), st));
+                }
+            }
+            if tip.deleted {
+                st.done = true;
+                let body = json!({
+                    "id": id::new(id::EVENT),
+                    "type": "session.deleted",
+                    "processed_at": ts::format(ts::now()),
+                });
+                let f = SseEvent::default()
+                    .event("session.deleted")
+                    .data(body.to_string());
+                return Some((Ok(f), st));
+            }
+            tokio::select! {
+                changed = st.rx.changed() => {
+                    if changed.is_err() {
+                        return None;
+                    }
+                }
+                _ = st.shutdown.changed() => return None,
+            }
+        }
+    })
+}
+
+pub async fn stream(
+    State(s): State<AppState>,
+    Path(sid): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let mut q = Query::parse(q.as_deref())?;
+    for d in q.list("event_deltas") {
+        if d != "agent.message" && d != "agent.thinking" {
+            return Err(ServerError::invalid(
+                "event_deltas[]",
+                format!("expected agent.message or agent.thinking, got {d:?}"),
+            ));
+        }
+    }
+    let after = q.str("after")?;
+    q.finish()?;
+    // Subscribe before reading where to start, so nothing committed in between is missed.
+    let rx = s.hub.subscribe(&sid);
+    s.store.get_session(&sid).await?;
+    let cursor = start_seq(&s, &sid, &headers, after).await?;
+    let keepalive = Duration::from_secs(s.config.sse_keepalive_secs);
+    let st = StreamState {
+        shutdown: s.shutdown.clone(),
+        s,
+        sid,
+        cursor,
+        rx,
+        buffer: VecDeque::new(),
+        done: false,
+    };
+    let mut resp = Sse::new(event_stream(st))
+        .keep_alive(KeepAlive::new().interval(keepalive).text("keep-alive"))
+        .into_response();
+    resp.headers_mut()
+        .insert("cache-control", HeaderValue::from_static("no-cache"));
+    resp.headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(resp)
+}
