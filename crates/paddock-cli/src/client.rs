@@ -59,7 +59,10 @@ impl Client {
         }
         Err(CliError::Api {
             status: status.as_u16(),
-            kind: body["error"]["type"].as_str().unwrap_or("error").to_string(),
+            kind: body["error"]["type"]
+                .as_str()
+                .unwrap_or("error")
+                .to_string(),
             message: body["error"]["message"]
                 .as_str()
                 .unwrap_or("the server gave no message")
@@ -68,10 +71,16 @@ impl Client {
     }
 
     pub async fn get(&self, path: &str, query: &[(String, String)]) -> Result<Value, CliError> {
-        self.send(self.http.get(format!("{}{path}", self.base)).query(query)).await
+        self.send(self.http.get(format!("{}{path}", self.base)).query(query))
+            .await
     }
 
-    pub async fn post(&self, path: &str, body: &Value, idem: Option<&str>) -> Result<Value, CliError> {
+    pub async fn post(
+        &self,
+        path: &str,
+        body: &Value,
+        idem: Option<&str>,
+    ) -> Result<Value, CliError> {
         let mut req = self.http.post(format!("{}{path}", self.base)).json(body);
         if let Some(k) = idem {
             req = req.header("Idempotency-Key", k);
@@ -80,7 +89,8 @@ impl Client {
     }
 
     pub async fn delete(&self, path: &str) -> Result<Value, CliError> {
-        self.send(self.http.delete(format!("{}{path}", self.base))).await
+        self.send(self.http.delete(format!("{}{path}", self.base)))
+            .await
     }
 
     pub fn show(&self, v: Value, cols: Columns) {
@@ -148,13 +158,19 @@ impl Client {
             .query(&[("after", after.as_str())])
             .send()
             .await
-            .map_err(|source| CliError::Unreachable { url: self.base.clone(), source })?;
+            .map_err(|source| CliError::Unreachable {
+                url: self.base.clone(),
+                source,
+            })?;
         if !resp.status().is_success() {
             let status = resp.status().as_u16();
             let body: Value = resp.json().await.unwrap_or(Value::Null);
             return Err(CliError::Api {
                 status,
-                kind: body["error"]["type"].as_str().unwrap_or("error").to_string(),
+                kind: body["error"]["type"]
+                    .as_str()
+                    .unwrap_or("error")
+                    .to_string(),
                 message: body["error"]["message"].as_str().unwrap_or("").to_string(),
             });
         }
@@ -174,7 +190,9 @@ impl Client {
                     }
                 }
                 let Some(event) = event else { continue };
-                let Ok(v) = serde_json::from_str::<Value>(&data) else { continue };
+                let Ok(v) = serde_json::from_str::<Value>(&data) else {
+                    continue;
+                };
                 if event == "error" {
                     return Err(CliError::Api {
                         status: 200,

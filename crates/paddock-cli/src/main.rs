@@ -10,13 +10,22 @@ use serde_json::{json, Map, Value};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use client::{Client, CliError};
+use client::{CliError, Client};
 
 #[derive(Parser)]
-#[command(name = "paddock", version, about = "Managed agent runners, self-hosted")]
+#[command(
+    name = "paddock",
+    version,
+    about = "Managed agent runners, self-hosted"
+)]
 struct Cli {
     /// The Paddock API to talk to.
-    #[arg(long, global = true, env = "PADDOCK_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "PADDOCK_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
     url: String,
     /// Print raw JSON instead of tables.
     #[arg(long, global = true)]
@@ -107,9 +116,15 @@ enum AgentCmd {
         #[arg(long)]
         file: Option<PathBuf>,
     },
-    Archive { id: String },
-    Delete { id: String },
-    Versions { id: String },
+    Archive {
+        id: String,
+    },
+    Delete {
+        id: String,
+    },
+    Versions {
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -126,7 +141,9 @@ enum EnvCmd {
         file: Option<PathBuf>,
     },
     List(ListArgs),
-    Get { id: String },
+    Get {
+        id: String,
+    },
     Update {
         id: String,
         #[arg(long)]
@@ -136,8 +153,12 @@ enum EnvCmd {
         #[arg(long)]
         file: Option<PathBuf>,
     },
-    Archive { id: String },
-    Delete { id: String },
+    Archive {
+        id: String,
+    },
+    Delete {
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -166,7 +187,9 @@ enum SessionCmd {
         #[arg(long)]
         agent: Option<String>,
     },
-    Get { id: String },
+    Get {
+        id: String,
+    },
     Update {
         id: String,
         #[arg(long)]
@@ -192,8 +215,12 @@ enum SessionCmd {
         #[arg(long, short)]
         follow: bool,
     },
-    Archive { id: String },
-    Delete { id: String },
+    Archive {
+        id: String,
+    },
+    Delete {
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -204,14 +231,17 @@ enum RunnerCmd {
         #[arg(long = "state")]
         states: Vec<String>,
     },
-    Get { id: String },
+    Get {
+        id: String,
+    },
 }
 
 fn read_body(file: &Option<PathBuf>) -> anyhow::Result<Map<String, Value>> {
     let Some(path) = file else {
         return Ok(Map::new());
     };
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     match serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))? {
         Value::Object(m) => Ok(m),
         _ => anyhow::bail!("{} must hold a JSON object", path.display()),
@@ -253,38 +283,81 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.cmd {
         Cmd::Serve(args) => serve(args).await.map_err(CliError::Other)?,
         Cmd::Agents(cmd) => match cmd {
-            AgentCmd::Create { name, model, system, description, file } => {
+            AgentCmd::Create {
+                name,
+                model,
+                system,
+                description,
+                file,
+            } => {
                 let mut b = read_body(&file)?;
                 set(&mut b, "name", name);
                 set(&mut b, "model", model);
                 set(&mut b, "system", system);
                 set(&mut b, "description", description);
-                c.show(c.post("/v1/agents", &Value::Object(b), None).await?, output::AGENT);
+                c.show(
+                    c.post("/v1/agents", &Value::Object(b), None).await?,
+                    output::AGENT,
+                );
             }
-            AgentCmd::List(l) => c.list("/v1/agents", list_query(&l), l.all, output::AGENT).await?,
+            AgentCmd::List(l) => {
+                c.list("/v1/agents", list_query(&l), l.all, output::AGENT)
+                    .await?
+            }
             AgentCmd::Get { id, version } => {
-                let q: Vec<(String, String)> = version.map(|v| ("version".into(), v.to_string())).into_iter().collect();
+                let q: Vec<(String, String)> = version
+                    .map(|v| ("version".into(), v.to_string()))
+                    .into_iter()
+                    .collect();
                 c.show(c.get(&format!("/v1/agents/{id}"), &q).await?, output::AGENT);
             }
-            AgentCmd::Update { id, version, name, model, system, description, file } => {
+            AgentCmd::Update {
+                id,
+                version,
+                name,
+                model,
+                system,
+                description,
+                file,
+            } => {
                 let mut b = read_body(&file)?;
                 set(&mut b, "version", version);
                 set(&mut b, "name", name);
                 set(&mut b, "model", model);
                 set(&mut b, "system", system);
                 set(&mut b, "description", description);
-                c.show(c.post(&format!("/v1/agents/{id}"), &Value::Object(b), None).await?, output::AGENT);
+                c.show(
+                    c.post(&format!("/v1/agents/{id}"), &Value::Object(b), None)
+                        .await?,
+                    output::AGENT,
+                );
             }
-            AgentCmd::Archive { id } => {
-                c.show(c.post(&format!("/v1/agents/{id}/archive"), &json!({}), None).await?, output::AGENT)
-            }
-            AgentCmd::Delete { id } => c.show(c.delete(&format!("/v1/agents/{id}")).await?, output::DELETED),
+            AgentCmd::Archive { id } => c.show(
+                c.post(&format!("/v1/agents/{id}/archive"), &json!({}), None)
+                    .await?,
+                output::AGENT,
+            ),
+            AgentCmd::Delete { id } => c.show(
+                c.delete(&format!("/v1/agents/{id}")).await?,
+                output::DELETED,
+            ),
             AgentCmd::Versions { id } => {
-                c.list(&format!("/v1/agents/{id}/versions"), vec![], true, output::AGENT).await?
+                c.list(
+                    &format!("/v1/agents/{id}/versions"),
+                    vec![],
+                    true,
+                    output::AGENT,
+                )
+                .await?
             }
         },
         Cmd::Envs(cmd) => match cmd {
-            EnvCmd::Create { name, description, allow_hosts, file } => {
+            EnvCmd::Create {
+                name,
+                description,
+                allow_hosts,
+                file,
+            } => {
                 let mut b = read_body(&file)?;
                 set(&mut b, "name", name);
                 set(&mut b, "description", description);
@@ -294,24 +367,57 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                         json!({"type": "cloud", "networking": {"type": "limited", "allowed_hosts": allow_hosts}}),
                     );
                 }
-                c.show(c.post("/v1/environments", &Value::Object(b), None).await?, output::ENVIRONMENT);
+                c.show(
+                    c.post("/v1/environments", &Value::Object(b), None).await?,
+                    output::ENVIRONMENT,
+                );
             }
-            EnvCmd::List(l) => c.list("/v1/environments", list_query(&l), l.all, output::ENVIRONMENT).await?,
-            EnvCmd::Get { id } => c.show(c.get(&format!("/v1/environments/{id}"), &[]).await?, output::ENVIRONMENT),
-            EnvCmd::Update { id, name, description, file } => {
+            EnvCmd::List(l) => {
+                c.list(
+                    "/v1/environments",
+                    list_query(&l),
+                    l.all,
+                    output::ENVIRONMENT,
+                )
+                .await?
+            }
+            EnvCmd::Get { id } => c.show(
+                c.get(&format!("/v1/environments/{id}"), &[]).await?,
+                output::ENVIRONMENT,
+            ),
+            EnvCmd::Update {
+                id,
+                name,
+                description,
+                file,
+            } => {
                 let mut b = read_body(&file)?;
                 set(&mut b, "name", name);
                 set(&mut b, "description", description);
-                c.show(c.post(&format!("/v1/environments/{id}"), &Value::Object(b), None).await?, output::ENVIRONMENT);
+                c.show(
+                    c.post(&format!("/v1/environments/{id}"), &Value::Object(b), None)
+                        .await?,
+                    output::ENVIRONMENT,
+                );
             }
             EnvCmd::Archive { id } => c.show(
-                c.post(&format!("/v1/environments/{id}/archive"), &json!({}), None).await?,
+                c.post(&format!("/v1/environments/{id}/archive"), &json!({}), None)
+                    .await?,
                 output::ENVIRONMENT,
             ),
-            EnvCmd::Delete { id } => c.show(c.delete(&format!("/v1/environments/{id}")).await?, output::DELETED),
+            EnvCmd::Delete { id } => c.show(
+                c.delete(&format!("/v1/environments/{id}")).await?,
+                output::DELETED,
+            ),
         },
         Cmd::Sessions(cmd) => match cmd {
-            SessionCmd::Create { agent, agent_version, environment, title, message } => {
+            SessionCmd::Create {
+                agent,
+                agent_version,
+                environment,
+                title,
+                message,
+            } => {
                 let agent = match agent_version {
                     Some(v) => json!({"type": "agent", "id": agent, "version": v}),
                     None => json!(agent),
@@ -321,11 +427,16 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     b["title"] = json!(t);
                 }
                 if let Some(m) = message {
-                    b["initial_events"] = json!([{"type": "user.message", "content": [{"type": "text", "text": m}]}]);
+                    b["initial_events"] =
+                        json!([{"type": "user.message", "content": [{"type": "text", "text": m}]}]);
                 }
                 c.show(c.post("/v1/sessions", &b, None).await?, output::SESSION);
             }
-            SessionCmd::List { list, statuses, agent } => {
+            SessionCmd::List {
+                list,
+                statuses,
+                agent,
+            } => {
                 let mut q = list_query(&list);
                 q.extend(statuses.into_iter().map(|s| ("statuses[]".to_string(), s)));
                 if let Some(a) = agent {
@@ -333,13 +444,26 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 }
                 c.list("/v1/sessions", q, list.all, output::SESSION).await?
             }
-            SessionCmd::Get { id } => c.show(c.get(&format!("/v1/sessions/{id}"), &[]).await?, output::SESSION),
+            SessionCmd::Get { id } => c.show(
+                c.get(&format!("/v1/sessions/{id}"), &[]).await?,
+                output::SESSION,
+            ),
             SessionCmd::Update { id, title } => {
                 let mut b = Map::new();
                 set(&mut b, "title", title);
-                c.show(c.post(&format!("/v1/sessions/{id}"), &Value::Object(b), None).await?, output::SESSION);
+                c.show(
+                    c.post(&format!("/v1/sessions/{id}"), &Value::Object(b), None)
+                        .await?,
+                    output::SESSION,
+                );
             }
-            SessionCmd::Send { id, message, interrupt, file, idempotency_key } => {
+            SessionCmd::Send {
+                id,
+                message,
+                interrupt,
+                file,
+                idempotency_key,
+            } => {
                 let body = if let Some(f) = &file {
                     Value::Object(read_body(&Some(f.clone()))?)
                 } else if interrupt {
@@ -350,7 +474,13 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     })?;
                     json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": text}]}]})
                 };
-                let out = c.post(&format!("/v1/sessions/{id}/events"), &body, idempotency_key.as_deref()).await?;
+                let out = c
+                    .post(
+                        &format!("/v1/sessions/{id}/events"),
+                        &body,
+                        idempotency_key.as_deref(),
+                    )
+                    .await?;
                 if cli.json {
                     output::print_json(&out);
                 } else {
@@ -360,10 +490,15 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 }
             }
             SessionCmd::Events { id, follow } => c.events(&id, follow).await?,
-            SessionCmd::Archive { id } => {
-                c.show(c.post(&format!("/v1/sessions/{id}/archive"), &json!({}), None).await?, output::SESSION)
-            }
-            SessionCmd::Delete { id } => c.show(c.delete(&format!("/v1/sessions/{id}")).await?, output::DELETED),
+            SessionCmd::Archive { id } => c.show(
+                c.post(&format!("/v1/sessions/{id}/archive"), &json!({}), None)
+                    .await?,
+                output::SESSION,
+            ),
+            SessionCmd::Delete { id } => c.show(
+                c.delete(&format!("/v1/sessions/{id}")).await?,
+                output::DELETED,
+            ),
         },
         Cmd::Runners(cmd) => match cmd {
             RunnerCmd::List { list, states } => {
@@ -372,7 +507,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 q.extend(states.into_iter().map(|s| ("states[]".to_string(), s)));
                 c.list("/v1/runners", q, list.all, output::RUNNER).await?
             }
-            RunnerCmd::Get { id } => c.show(c.get(&format!("/v1/runners/{id}"), &[]).await?, output::RUNNER),
+            RunnerCmd::Get { id } => c.show(
+                c.get(&format!("/v1/runners/{id}"), &[]).await?,
+                output::RUNNER,
+            ),
         },
     }
     Ok(())

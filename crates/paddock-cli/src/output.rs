@@ -45,7 +45,10 @@ fn cell(v: &Value, pointer: &str) -> String {
 }
 
 pub fn print_json(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string()));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+    );
 }
 
 pub fn print_record(v: &Value, cols: Columns) {
@@ -63,7 +66,14 @@ pub fn print_table(rows: &[Value], cols: Columns) {
     let widths: Vec<usize> = cols
         .iter()
         .enumerate()
-        .map(|(i, (h, _))| cells.iter().map(|r| r[i].len()).chain([h.len()]).max().unwrap_or(0))
+        .map(|(i, (h, _))| {
+            cells
+                .iter()
+                .map(|r| r[i].len())
+                .chain([h.len()])
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let line = |vals: Vec<&str>| {
         let parts: Vec<String> = vals

@@ -31,7 +31,10 @@ impl Serve {
         let url = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "paddock serve did not listen within 20 s");
+            assert!(
+                Instant::now() < deadline,
+                "paddock serve did not listen within 20 s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Serve { child, url }
@@ -60,7 +63,10 @@ impl Serve {
     /// SIGTERM, then wait: returns the exit status and the server's log.
     fn terminate(mut self) -> (std::process::ExitStatus, String) {
         let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
@@ -89,19 +95,60 @@ fn cli_drives_the_api_and_serve_shuts_down_gracefully() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = Serve::start(dir.path());
 
-    let agent = s.json(&["agents", "create", "--name", "helper", "--model", "claude-sonnet-4-6"]);
+    let agent = s.json(&[
+        "agents",
+        "create",
+        "--name",
+        "helper",
+        "--model",
+        "claude-sonnet-4-6",
+    ]);
     let aid = agent["id"].as_str().expect("id").to_string();
-    let updated = s.json(&["agents", "update", &aid, "--version", "1", "--system", "be brief"]);
+    let updated = s.json(&[
+        "agents",
+        "update",
+        &aid,
+        "--version",
+        "1",
+        "--system",
+        "be brief",
+    ]);
     assert_eq!(updated["version"], 2);
-    let stale = s.cli(&["agents", "update", &aid, "--version", "1", "--system", "again"]);
+    let stale = s.cli(&[
+        "agents",
+        "update",
+        &aid,
+        "--version",
+        "1",
+        "--system",
+        "again",
+    ]);
     assert_eq!(stale.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&stale.stderr).contains("409 conflict_error"));
 
-    let env = s.json(&["envs", "create", "--name", "sandbox", "--allow-host", "pypi.org"]);
+    let env = s.json(&[
+        "envs",
+        "create",
+        "--name",
+        "sandbox",
+        "--allow-host",
+        "pypi.org",
+    ]);
     assert_eq!(env["config"]["networking"]["allowed_hosts"][0], "pypi.org");
     let eid = env["id"].as_str().expect("id").to_string();
 
-    let sess = s.json(&["sessions", "create", "--agent", &aid, "--env", &eid, "--title", "t", "--message", "hello"]);
+    let sess = s.json(&[
+        "sessions",
+        "create",
+        "--agent",
+        &aid,
+        "--env",
+        &eid,
+        "--title",
+        "t",
+        "--message",
+        "hello",
+    ]);
     let sid = sess["id"].as_str().expect("id").to_string();
     assert_eq!(sess["agent"]["version"], 2);
     let sent = s.json(&["sessions", "send", &sid, "second message"]);
@@ -116,7 +163,10 @@ fn cli_drives_the_api_and_serve_shuts_down_gracefully() {
     let text = String::from_utf8_lossy(&events.stdout);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text}");
-    assert!(lines[0].contains("user.message") && lines[0].contains("hello"), "{text}");
+    assert!(
+        lines[0].contains("user.message") && lines[0].contains("hello"),
+        "{text}"
+    );
     assert!(lines[1].contains("second message"), "{text}");
 
     // Clear errors and exit codes.

@@ -150,9 +150,12 @@ pub enum AgentRef {
     Pinned {
         id: String,
         version: Option<u32>,
-        overrides: Option<AgentOverrides>,
+        overrides: Option<Box<AgentOverrides>>,
     },
 }
+
+/// A changed session and the `session.updated` payload (only the changed fields).
+pub type SessionChange = (Session, Map<String, Value>);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -204,13 +207,13 @@ impl<'de> Deserialize<'de> for AgentRef {
                     Ok(AgentRef::Pinned {
                         id: p.id,
                         version: p.version,
-                        overrides: Some(AgentOverrides {
+                        overrides: Some(Box::new(AgentOverrides {
                             model: p.model,
                             system: p.system,
                             tools: p.tools,
                             mcp_servers: p.mcp_servers,
                             skills: p.skills,
-                        }),
+                        })),
                     })
                 }
                 _ => Err(D::Error::custom(
@@ -413,7 +416,7 @@ impl Session {
         &self,
         u: SessionUpdate,
         now: Timestamp,
-    ) -> Result<Option<(Session, Map<String, Value>)>, CoreError> {
+    ) -> Result<Option<SessionChange>, CoreError> {
         if !u.vault_ids.is_missing() {
             return Err(CoreError::invalid(
                 "vault_ids",

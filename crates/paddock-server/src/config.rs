@@ -67,8 +67,8 @@ impl Config {
     ) -> Result<Config, ServerError> {
         let mut cfg = match file {
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| bad(&p.display().to_string(), e))?;
+                let text =
+                    std::fs::read_to_string(p).map_err(|e| bad(&p.display().to_string(), e))?;
                 toml::from_str(&text).map_err(|e| bad(&p.display().to_string(), e))?
             }
             None => Config::default(),
@@ -82,7 +82,12 @@ impl Config {
                         "auto" => LogFormat::Auto,
                         "pretty" => LogFormat::Pretty,
                         "json" => LogFormat::Json,
-                        other => return Err(bad(&k, format!("expected auto, pretty or json, got {other:?}"))),
+                        other => {
+                            return Err(bad(
+                                &k,
+                                format!("expected auto, pretty or json, got {other:?}"),
+                            ))
+                        }
                     }
                 }
                 "PADDOCK_LOG_LEVEL" => cfg.log_level = v,
@@ -101,7 +106,10 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ServerError> {
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
-            return Err(bad("listen", format!("{:?} is not an address like 127.0.0.1:8080", self.listen)));
+            return Err(bad(
+                "listen",
+                format!("{:?} is not an address like 127.0.0.1:8080", self.listen),
+            ));
         }
         if self.data_dir.as_os_str().is_empty() {
             return Err(bad("data_dir", "must not be empty"));
@@ -125,7 +133,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -145,9 +156,13 @@ mod tests {
         std::fs::write(&f, "listn = \"x\"\n").expect("write");
         let e = Config::load(Some(&f), env(&[])).unwrap_err().to_string();
         assert!(e.contains("listn"), "{e}");
-        let e = Config::load(None, env(&[("PADDOCK_LISTEN", "nowhere")])).unwrap_err().to_string();
+        let e = Config::load(None, env(&[("PADDOCK_LISTEN", "nowhere")]))
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("config: listen"), "{e}");
-        let e = Config::load(None, env(&[("PADDOCK_SSE_KEEPALIVE_SECS", "x")])).unwrap_err().to_string();
+        let e = Config::load(None, env(&[("PADDOCK_SSE_KEEPALIVE_SECS", "x")]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("PADDOCK_SSE_KEEPALIVE_SECS"), "{e}");
     }
 }

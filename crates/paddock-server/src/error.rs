@@ -34,7 +34,12 @@ impl ServerError {
     /// HTTP status, error type, message and the narrower `details.error_code`.
     fn parts(&self) -> (StatusCode, &'static str, String, Option<String>) {
         let conflict = |m: String, code: &str| {
-            (StatusCode::CONFLICT, "conflict_error", m, Some(code.to_string()))
+            (
+                StatusCode::CONFLICT,
+                "conflict_error",
+                m,
+                Some(code.to_string()),
+            )
         };
         match self {
             ServerError::Core(CoreError::Invalid { code, .. }) => (

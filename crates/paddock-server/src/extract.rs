@@ -90,15 +90,19 @@ impl Query {
             None => Ok(None),
             Some("true") => Ok(Some(true)),
             Some("false") => Ok(Some(false)),
-            Some(o) => Err(ServerError::invalid(name, format!("expected true or false, got {o:?}"))),
+            Some(o) => Err(ServerError::invalid(
+                name,
+                format!("expected true or false, got {o:?}"),
+            )),
         }
     }
 
     pub fn u32(&mut self, name: &str) -> Result<Option<u32>, ServerError> {
         self.str(name)?
             .map(|s| {
-                s.parse::<u32>()
-                    .map_err(|_| ServerError::invalid(name, format!("expected a whole number, got {s:?}")))
+                s.parse::<u32>().map_err(|_| {
+                    ServerError::invalid(name, format!("expected a whole number, got {s:?}"))
+                })
             })
             .transpose()
     }
@@ -139,7 +143,10 @@ impl Query {
                 Some("asc") => Order::Asc,
                 Some("desc") => Order::Desc,
                 Some(o) => {
-                    return Err(ServerError::invalid("order", format!("expected asc or desc, got {o:?}")))
+                    return Err(ServerError::invalid(
+                        "order",
+                        format!("expected asc or desc, got {o:?}"),
+                    ))
                 }
             },
         };
@@ -176,7 +183,10 @@ pub fn decode_cursor(s: &str) -> Result<Cursor, ServerError> {
     let key: i64 = key.parse().map_err(|_| bad())?;
     match dir {
         "n" => Ok(Cursor { forward: true, key }),
-        "p" => Ok(Cursor { forward: false, key }),
+        "p" => Ok(Cursor {
+            forward: false,
+            key,
+        }),
         _ => Err(bad()),
     }
 }
@@ -203,10 +213,21 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_garbage_is_refused() {
-        for c in [Cursor { forward: true, key: 42 }, Cursor { forward: false, key: 7 }] {
+        for c in [
+            Cursor {
+                forward: true,
+                key: 42,
+            },
+            Cursor {
+                forward: false,
+                key: 7,
+            },
+        ] {
             assert_eq!(decode_cursor(&encode_cursor(c)).expect("valid"), c);
         }
         assert!(decode_cursor("!!").is_err());
-        assert!(decode_cursor(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("x1")).is_err());
+        assert!(
+            decode_cursor(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("x1")).is_err()
+        );
     }
 }

@@ -77,19 +77,43 @@ fn routes() -> Routes {
     .add("GET", "/v1/agents/{agent_id}/versions", agents::versions)
     .add("POST", "/v1/environments", environments::create)
     .add("GET", "/v1/environments", environments::list)
-    .add("GET", "/v1/environments/{environment_id}", environments::retrieve)
-    .add("POST", "/v1/environments/{environment_id}", environments::update)
-    .add("DELETE", "/v1/environments/{environment_id}", environments::delete)
-    .add("POST", "/v1/environments/{environment_id}/archive", environments::archive)
+    .add(
+        "GET",
+        "/v1/environments/{environment_id}",
+        environments::retrieve,
+    )
+    .add(
+        "POST",
+        "/v1/environments/{environment_id}",
+        environments::update,
+    )
+    .add(
+        "DELETE",
+        "/v1/environments/{environment_id}",
+        environments::delete,
+    )
+    .add(
+        "POST",
+        "/v1/environments/{environment_id}/archive",
+        environments::archive,
+    )
     .add("POST", "/v1/sessions", sessions::create)
     .add("GET", "/v1/sessions", sessions::list)
     .add("GET", "/v1/sessions/{session_id}", sessions::retrieve)
     .add("POST", "/v1/sessions/{session_id}", sessions::update)
     .add("DELETE", "/v1/sessions/{session_id}", sessions::delete)
-    .add("POST", "/v1/sessions/{session_id}/archive", sessions::archive)
+    .add(
+        "POST",
+        "/v1/sessions/{session_id}/archive",
+        sessions::archive,
+    )
     .add("POST", "/v1/sessions/{session_id}/events", events::send)
     .add("GET", "/v1/sessions/{session_id}/events", events::list)
-    .add("GET", "/v1/sessions/{session_id}/events/stream", events::stream)
+    .add(
+        "GET",
+        "/v1/sessions/{session_id}/events/stream",
+        events::stream,
+    )
     .add("GET", "/v1/runners", runners::list)
     .add("GET", "/v1/runners/{runner_id}", runners::retrieve)
 }
@@ -107,10 +131,7 @@ async fn not_found(req: Request) -> ServerError {
 }
 
 async fn method_not_allowed(method: Method, req: Request) -> ServerError {
-    ServerError::MethodNotAllowed(format!(
-        "{method} is not allowed on {}",
-        req.uri().path()
-    ))
+    ServerError::MethodNotAllowed(format!("{method} is not allowed on {}", req.uri().path()))
 }
 
 /// A bound, ready-to-run server.
@@ -158,7 +179,10 @@ impl Server {
     }
 
     /// Serves until `shutdown` resolves, then ends open event streams and drains.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
         let app = self.router();
         let tx = self.shutdown_tx;
         tracing::info!(addr = %self.listener.local_addr()?, "paddock API listening");
@@ -187,7 +211,11 @@ pub fn init_logging(config: &Config) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let _ = if json {
-        builder.json().flatten_event(true).with_current_span(true).try_init()
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init()
     } else {
         builder.try_init()
     };

@@ -34,8 +34,14 @@ async fn official_python_sdk_works_unmodified() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}\n{stderr}");
-    assert!(out.status.success(), "the SDK tests failed:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "the SDK tests failed:\n{stdout}\n{stderr}"
+    );
     assert!(stdout.contains(" passed"), "no SDK test ran:\n{stdout}");
-    assert!(!stdout.contains("skipped"), "SDK tests were skipped:\n{stdout}");
+    assert!(
+        !stdout.contains("skipped"),
+        "SDK tests were skipped:\n{stdout}"
+    );
     s.stop().await;
 }

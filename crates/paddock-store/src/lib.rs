@@ -12,10 +12,9 @@ use paddock_core::environment::Environment;
 use paddock_core::event::{Event, NewEvent, Reference};
 use paddock_core::lifecycle::RunnerState;
 use paddock_core::runner::Runner;
-use paddock_core::session::{Session, SessionStatus};
+use paddock_core::session::{Session, SessionChange, SessionStatus};
 use paddock_core::ts::Timestamp;
 use paddock_core::CoreError;
-use serde_json::{Map, Value};
 
 pub use page::{Cursor, Order, Page, PageReq};
 pub use sqlite::SqliteStore;
@@ -59,7 +58,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub type UpdateFn<T> = Box<dyn FnOnce(&T) -> Result<Option<T>, CoreError> + Send>;
 /// A pure change of a session that also yields the `session.updated` payload.
 pub type SessionUpdateFn =
-    Box<dyn FnOnce(&Session) -> Result<Option<(Session, Map<String, Value>)>, CoreError> + Send>;
+    Box<dyn FnOnce(&Session) -> Result<Option<SessionChange>, CoreError> + Send>;
 
 #[derive(Debug, Clone, Default)]
 pub struct AgentFilter {
@@ -132,8 +131,12 @@ pub trait Store: Send + Sync + 'static {
     async fn create_agent(&self, agent: Agent) -> Result<Agent>;
     async fn get_agent(&self, id: &str, version: Option<u32>) -> Result<Agent>;
     /// Applies `f` to the latest version; `expected` guards against lost updates.
-    async fn update_agent(&self, id: &str, expected: Option<u32>, f: UpdateFn<Agent>)
-        -> Result<Agent>;
+    async fn update_agent(
+        &self,
+        id: &str,
+        expected: Option<u32>,
+        f: UpdateFn<Agent>,
+    ) -> Result<Agent>;
     async fn archive_agent(&self, id: &str, now: Timestamp) -> Result<Agent>;
     async fn delete_agent(&self, id: &str) -> Result<()>;
     async fn list_agents(&self, filter: AgentFilter, page: PageReq) -> Result<Page<Agent>>;
@@ -155,12 +158,18 @@ pub trait Store: Send + Sync + 'static {
     // Sessions.
     /// Stores a new session and its initial events together; re-checks that its agent
     /// and environment still exist and are not archived.
-    async fn create_session(&self, session: Session, initial: Vec<NewEvent>)
-        -> Result<(Session, Vec<Event>)>;
+    async fn create_session(
+        &self,
+        session: Session,
+        initial: Vec<NewEvent>,
+    ) -> Result<(Session, Vec<Event>)>;
     async fn get_session(&self, id: &str) -> Result<Session>;
     /// Applies `f`; a change is stored with a `session.updated` event.
-    async fn update_session(&self, id: &str, f: SessionUpdateFn)
-        -> Result<(Session, Option<Event>)>;
+    async fn update_session(
+        &self,
+        id: &str,
+        f: SessionUpdateFn,
+    ) -> Result<(Session, Option<Event>)>;
     async fn archive_session(&self, id: &str, now: Timestamp) -> Result<Session>;
     async fn delete_session(&self, id: &str) -> Result<()>;
     async fn list_sessions(&self, filter: SessionFilter, page: PageReq) -> Result<Page<Session>>;

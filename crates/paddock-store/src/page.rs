@@ -58,7 +58,11 @@ pub(crate) fn plan(req: &PageReq, key: &str) -> (Option<String>, &'static str, b
         Some(c) => {
             let fetch_asc = list_asc == c.forward;
             let cond = format!("{key} {} {}", if fetch_asc { ">" } else { "<" }, c.key);
-            (Some(cond), if fetch_asc { "ASC" } else { "DESC" }, !c.forward)
+            (
+                Some(cond),
+                if fetch_asc { "ASC" } else { "DESC" },
+                !c.forward,
+            )
         }
     }
 }
@@ -75,9 +79,15 @@ pub(crate) fn finish<T>(req: &PageReq, mut rows: Vec<(i64, T)>, reversed: bool) 
     let backward = req.cursor.is_some_and(|c| !c.forward);
     let (next, prev) = if backward {
         (
-            last.map(|k| Cursor { forward: true, key: k }),
+            last.map(|k| Cursor {
+                forward: true,
+                key: k,
+            }),
             if has_more {
-                first.map(|k| Cursor { forward: false, key: k })
+                first.map(|k| Cursor {
+                    forward: false,
+                    key: k,
+                })
             } else {
                 None
             },
@@ -85,12 +95,18 @@ pub(crate) fn finish<T>(req: &PageReq, mut rows: Vec<(i64, T)>, reversed: bool) 
     } else {
         (
             if has_more {
-                last.map(|k| Cursor { forward: true, key: k })
+                last.map(|k| Cursor {
+                    forward: true,
+                    key: k,
+                })
             } else {
                 None
             },
             if req.cursor.is_some() {
-                first.map(|k| Cursor { forward: false, key: k })
+                first.map(|k| Cursor {
+                    forward: false,
+                    key: k,
+                })
             } else {
                 None
             },

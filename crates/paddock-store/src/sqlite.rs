@@ -205,7 +205,9 @@ fn live_sessions(c: &Connection, column: &str, id: &str) -> Result<i64> {
 
 fn load_session(c: &Connection, id: &str) -> Result<Session> {
     let body: Option<String> = c
-        .query_row("SELECT body FROM sessions WHERE id = ?1", [id], |r| r.get(0))
+        .query_row("SELECT body FROM sessions WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
         .optional()?;
     from_json(&body.ok_or_else(|| not_found("session", id))?)
 }
@@ -213,12 +215,7 @@ fn load_session(c: &Connection, id: &str) -> Result<Session> {
 fn write_session(c: &Connection, s: &Session) -> Result<()> {
     let n = c.execute(
         "UPDATE sessions SET status = ?2, archived_at = ?3, body = ?4 WHERE id = ?1",
-        params![
-            s.id,
-            s.status.as_str(),
-            tsopt(s.archived_at),
-            to_json(s)?
-        ],
+        params![s.id, s.status.as_str(), tsopt(s.archived_at), to_json(s)?],
     )?;
     if n == 0 {
         return Err(not_found("session", &s.id));
@@ -350,7 +347,12 @@ fn check_reference(
     Ok(())
 }
 
-fn ts_conds(col: &str, bounds: [(&str, Option<Timestamp>); 4], conds: &mut Vec<String>, p: &mut Vec<Sql>) {
+fn ts_conds(
+    col: &str,
+    bounds: [(&str, Option<Timestamp>); 4],
+    conds: &mut Vec<String>,
+    p: &mut Vec<Sql>,
+) {
     for (op, t) in bounds {
         if let Some(t) = t {
             p.push(Sql::Text(ts::format(t)));
@@ -572,9 +574,15 @@ impl Store for SqliteStore {
             } else {
                 vec!["archived_at IS NULL".to_string()]
             };
-            list_page(c, "SELECT k, body FROM environments", "k", conds, vec![], &page, |r| {
-                from_json(&r.get::<_, String>(1)?)
-            })
+            list_page(
+                c,
+                "SELECT k, body FROM environments",
+                "k",
+                conds,
+                vec![],
+                &page,
+                |r| from_json(&r.get::<_, String>(1)?),
+            )
         })
         .await
     }
@@ -659,7 +667,10 @@ impl Store for SqliteStore {
             let ev = insert_events(
                 tx,
                 &id,
-                vec![NewEvent::new("session.updated", serde_json::Value::Object(changed))],
+                vec![NewEvent::new(
+                    "session.updated",
+                    serde_json::Value::Object(changed),
+                )],
                 next.updated_at,
             )?;
             Ok((next, ev.into_iter().next()))
@@ -736,9 +747,15 @@ impl Store for SqliteStore {
                 &mut conds,
                 &mut p,
             );
-            list_page(c, "SELECT k, body FROM sessions", "k", conds, p, &page, |r| {
-                from_json(&r.get::<_, String>(1)?)
-            })
+            list_page(
+                c,
+                "SELECT k, body FROM sessions",
+                "k",
+                conds,
+                p,
+                &page,
+                |r| from_json(&r.get::<_, String>(1)?),
+            )
         })
         .await
     }
@@ -897,11 +914,9 @@ impl Store for SqliteStore {
     async fn last_seq(&self, session_id: &str) -> Result<i64> {
         let sid = session_id.to_string();
         self.read(move |c| {
-            c.query_row(
-                "SELECT last_seq FROM sessions WHERE id = ?1",
-                [&sid],
-                |r| r.get(0),
-            )
+            c.query_row("SELECT last_seq FROM sessions WHERE id = ?1", [&sid], |r| {
+                r.get(0)
+            })
             .optional()?
             .ok_or_else(|| not_found("session", &sid))
         })
@@ -932,7 +947,9 @@ impl Store for SqliteStore {
         let id = id.to_string();
         self.read(move |c| {
             let body: Option<String> = c
-                .query_row("SELECT body FROM runners WHERE id = ?1", [&id], |r| r.get(0))
+                .query_row("SELECT body FROM runners WHERE id = ?1", [&id], |r| {
+                    r.get(0)
+                })
                 .optional()?;
             from_json(&body.ok_or_else(|| not_found("runner", &id))?)
         })
@@ -959,9 +976,15 @@ impl Store for SqliteStore {
                 p.push(Sql::Text(b));
                 conds.push(format!("backend = ?{}", p.len()));
             }
-            list_page(c, "SELECT k, body FROM runners", "k", conds, p, &page, |r| {
-                from_json(&r.get::<_, String>(1)?)
-            })
+            list_page(
+                c,
+                "SELECT k, body FROM runners",
+                "k",
+                conds,
+                p,
+                &page,
+                |r| from_json(&r.get::<_, String>(1)?),
+            )
         })
         .await
     }
@@ -969,7 +992,9 @@ impl Store for SqliteStore {
 
 fn load_environment(c: &Connection, id: &str) -> Result<Environment> {
     let body: Option<String> = c
-        .query_row("SELECT body FROM environments WHERE id = ?1", [id], |r| r.get(0))
+        .query_row("SELECT body FROM environments WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
         .optional()?;
     from_json(&body.ok_or_else(|| not_found("environment", id))?)
 }

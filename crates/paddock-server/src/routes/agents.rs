@@ -9,7 +9,10 @@ use crate::error::ApiResult;
 use crate::extract::{Json, Query};
 use crate::AppState;
 
-pub async fn create(State(s): State<AppState>, Json(req): Json<AgentCreate>) -> ApiResult<Response> {
+pub async fn create(
+    State(s): State<AppState>,
+    Json(req): Json<AgentCreate>,
+) -> ApiResult<Response> {
     let agent = req.into_agent(id::new(id::AGENT), ts::now())?;
     let agent = s.store.create_agent(agent).await?;
     Ok(axum::Json(agent).into_response())
@@ -24,7 +27,10 @@ pub async fn retrieve(
     let version = q.u32("version")?;
     q.finish()?;
     if version == Some(0) {
-        return Err(crate::ServerError::invalid("version", "versions start at 1"));
+        return Err(crate::ServerError::invalid(
+            "version",
+            "versions start at 1",
+        ));
     }
     Ok(axum::Json(s.store.get_agent(&agent_id, version).await?).into_response())
 }
@@ -38,7 +44,11 @@ pub async fn update(
     let now = ts::now();
     let agent = s
         .store
-        .update_agent(&agent_id, expected, Box::new(move |a| a.apply_update(req, now)))
+        .update_agent(
+            &agent_id,
+            expected,
+            Box::new(move |a| a.apply_update(req, now)),
+        )
         .await?;
     Ok(axum::Json(agent).into_response())
 }
@@ -56,11 +66,17 @@ pub async fn list(State(s): State<AppState>, RawQuery(q): RawQuery) -> ApiResult
     Ok(page_json(page, false, to_value))
 }
 
-pub async fn archive(State(s): State<AppState>, Path(agent_id): Path<String>) -> ApiResult<Response> {
+pub async fn archive(
+    State(s): State<AppState>,
+    Path(agent_id): Path<String>,
+) -> ApiResult<Response> {
     Ok(axum::Json(s.store.archive_agent(&agent_id, ts::now()).await?).into_response())
 }
 
-pub async fn delete(State(s): State<AppState>, Path(agent_id): Path<String>) -> ApiResult<Response> {
+pub async fn delete(
+    State(s): State<AppState>,
+    Path(agent_id): Path<String>,
+) -> ApiResult<Response> {
     s.store.delete_agent(&agent_id).await?;
     Ok(deleted(&agent_id, "agent_deleted"))
 }

@@ -17,7 +17,10 @@ pub async fn create(
     Ok(axum::Json(s.store.create_environment(env).await?).into_response())
 }
 
-pub async fn retrieve(State(s): State<AppState>, Path(env_id): Path<String>) -> ApiResult<Response> {
+pub async fn retrieve(
+    State(s): State<AppState>,
+    Path(env_id): Path<String>,
+) -> ApiResult<Response> {
     Ok(axum::Json(s.store.get_environment(&env_id).await?).into_response())
 }
 

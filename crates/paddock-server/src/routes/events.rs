@@ -37,7 +37,10 @@ pub async fn send(
                 .ok()
                 .filter(|k| !k.is_empty() && k.len() <= 255)
                 .ok_or_else(|| {
-                    ServerError::invalid("Idempotency-Key", "must be 1 to 255 visible ASCII characters")
+                    ServerError::invalid(
+                        "Idempotency-Key",
+                        "must be 1 to 255 visible ASCII characters",
+                    )
                 })?;
             let hash = Sha256::digest(&body);
             Some(Idempotency {
@@ -159,7 +162,12 @@ fn event_stream(st: StreamState) -> impl Stream<Item = Result<SseEvent, Infallib
             // Mark the current tip as seen before reading, so that a commit racing
             // with the read still wakes us up.
             let tip = *st.rx.borrow_and_update();
-            match st.s.store.events_after(&st.sid, st.cursor, STREAM_BATCH).await {
+            match st
+                .s
+                .store
+                .events_after(&st.sid, st.cursor, STREAM_BATCH)
+                .await
+            {
                 Ok(events) if !events.is_empty() => {
                     st.buffer.extend(events);
                     continue;
@@ -168,7 +176,10 @@ fn event_stream(st: StreamState) -> impl Stream<Item = Result<SseEvent, Infallib
                 Err(e) => {
                     st.done = true;
                     let (_, body) = ServerError::from(e).envelope();
-                    return Some((Ok(SseEvent::default().event("error").data(body.to_string())), st));
+                    return Some((
+                        Ok(SseEvent::default().event("error").data(body.to_string())),
+                        st,
+                    ));
                 }
             }
             if tip.deleted {

@@ -30,6 +30,9 @@ pub async fn list(State(s): State<AppState>, RawQuery(q): RawQuery) -> ApiResult
     Ok(page_json(page, false, to_value))
 }
 
-pub async fn retrieve(State(s): State<AppState>, Path(runner_id): Path<String>) -> ApiResult<Response> {
+pub async fn retrieve(
+    State(s): State<AppState>,
+    Path(runner_id): Path<String>,
+) -> ApiResult<Response> {
     Ok(axum::Json(s.store.get_runner(&runner_id).await?).into_response())
 }

@@ -18,7 +18,10 @@ fn respond(s: Session) -> Response {
     axum::Json(s.with_stats(ts::now())).into_response()
 }
 
-pub async fn create(State(s): State<AppState>, Json(req): Json<SessionCreate>) -> ApiResult<Response> {
+pub async fn create(
+    State(s): State<AppState>,
+    Json(req): Json<SessionCreate>,
+) -> ApiResult<Response> {
     req.validate()?;
     let now = ts::now();
     let (agent_id, version, overrides) = match req.agent {
@@ -38,7 +41,11 @@ pub async fn create(State(s): State<AppState>, Json(req): Json<SessionCreate>) -
         )
         .into());
     }
-    let agent = agent.with_overrides(overrides.unwrap_or_else(AgentOverrides::default))?;
+    let agent = agent.with_overrides(
+        overrides
+            .map(|o| *o)
+            .unwrap_or_else(AgentOverrides::default),
+    )?;
     let env = s.store.get_environment(&req.environment_id).await?;
     if let Some(vid) = req.vault_ids.as_ref().and_then(|v| v.first()) {
         // Vaults arrive with the security work; until then no vault id can exist.
@@ -142,8 +149,10 @@ pub async fn list(State(s): State<AppState>, RawQuery(q): RawQuery) -> ApiResult
         if q.str(unsupported)?.is_some() {
             // Paddock has no deployments or memory stores, so no session matches.
             q.finish()?;
-            return Ok(axum::Json(serde_json::json!({"data": [], "next_page": null, "prev_page": null}))
-                .into_response());
+            return Ok(axum::Json(
+                serde_json::json!({"data": [], "next_page": null, "prev_page": null}),
+            )
+            .into_response());
         }
     }
     let filter = SessionFilter {
