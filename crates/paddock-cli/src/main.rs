@@ -270,9 +270,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(d) = args.data_dir {
         env.push(("PADDOCK_DATA_DIR".into(), d.display().to_string()));
     }
-    let config = paddock_server::Config::load(args.config.as_deref(), env)?;
+    // Without --config, a paddock.toml in the working directory is used when present.
+    let file = args.config.or_else(|| {
+        let local = PathBuf::from("paddock.toml");
+        local.is_file().then_some(local)
+    });
+    let config = paddock_server::Config::load(file.as_deref(), env)?;
     paddock_server::init_logging(&config);
-    tracing::info!(data_dir = %config.data_dir.display(), listen = %config.listen, "starting paddock");
+    tracing::info!(
+        data_dir = %config.data_dir.display(),
+        listen = %config.listen,
+        config_file = ?file,
+        "starting paddock"
+    );
     let server = paddock_server::Server::bind(config).await?;
     server.run(paddock_server::shutdown_signal()).await?;
     Ok(())

@@ -37,7 +37,9 @@ pub enum StoreError {
     Invalid(#[from] CoreError),
     #[error("the Idempotency-Key {key:?} was already used with a different request")]
     IdempotencyMismatch { key: String },
-    #[error("the database schema is version {found}; this Paddock knows up to {supported}")]
+    #[error(
+        "the database schema is version {found}; this Paddock knows versions 0 to {supported}"
+    )]
     SchemaTooNew { found: i64, supported: i64 },
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
