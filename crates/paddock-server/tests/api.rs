@@ -304,6 +304,14 @@ async fn sessions_pin_versions_filter_and_page_both_ways() {
         .starts_with("statuses[]"));
     let (_, none) = s.get("/v1/sessions?statuses[]=running").await;
     assert_eq!(none["data"], json!([]));
+    // Paddock has no deployments: that filter matches nothing, with the other parameters still checked.
+    let (st, none) = s
+        .get("/v1/sessions?deployment_id=dep_x&limit=5&include_archived=true")
+        .await;
+    assert_eq!(
+        (st, none["data"].clone(), none["next_page"].clone()),
+        (200, json!([]), Value::Null)
+    );
 
     // Walk forward two at a time in ascending order, then back with prev_page.
     let mut seen = vec![];

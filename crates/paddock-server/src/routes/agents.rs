@@ -1,4 +1,4 @@
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use paddock_core::agent::{AgentCreate, AgentUpdate};
 use paddock_core::{id, ts};
@@ -6,7 +6,7 @@ use paddock_store::AgentFilter;
 
 use super::{deleted, page_json, to_value};
 use crate::error::ApiResult;
-use crate::extract::{Json, Query};
+use crate::extract::{Id, Json, PathId, Query};
 use crate::AppState;
 
 pub async fn create(
@@ -20,7 +20,7 @@ pub async fn create(
 
 pub async fn retrieve(
     State(s): State<AppState>,
-    Path(agent_id): Path<String>,
+    PathId(agent_id): PathId,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
     let mut q = Query::parse(q.as_deref())?;
@@ -37,7 +37,7 @@ pub async fn retrieve(
 
 pub async fn update(
     State(s): State<AppState>,
-    Path(agent_id): Path<String>,
+    Id(agent_id): Id,
     Json(req): Json<AgentUpdate>,
 ) -> ApiResult<Response> {
     let expected = req.version;
@@ -66,24 +66,18 @@ pub async fn list(State(s): State<AppState>, RawQuery(q): RawQuery) -> ApiResult
     Ok(page_json(page, false, to_value))
 }
 
-pub async fn archive(
-    State(s): State<AppState>,
-    Path(agent_id): Path<String>,
-) -> ApiResult<Response> {
+pub async fn archive(State(s): State<AppState>, Id(agent_id): Id) -> ApiResult<Response> {
     Ok(axum::Json(s.store.archive_agent(&agent_id, ts::now()).await?).into_response())
 }
 
-pub async fn delete(
-    State(s): State<AppState>,
-    Path(agent_id): Path<String>,
-) -> ApiResult<Response> {
+pub async fn delete(State(s): State<AppState>, Id(agent_id): Id) -> ApiResult<Response> {
     s.store.delete_agent(&agent_id).await?;
     Ok(deleted(&agent_id, "agent_deleted"))
 }
 
 pub async fn versions(
     State(s): State<AppState>,
-    Path(agent_id): Path<String>,
+    PathId(agent_id): PathId,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
     let mut q = Query::parse(q.as_deref())?;

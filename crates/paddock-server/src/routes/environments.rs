@@ -1,4 +1,4 @@
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use paddock_core::environment::{EnvironmentCreate, EnvironmentUpdate};
 use paddock_core::{id, ts};
@@ -6,7 +6,7 @@ use paddock_store::EnvironmentFilter;
 
 use super::{deleted, page_json, to_value};
 use crate::error::ApiResult;
-use crate::extract::{Json, Query};
+use crate::extract::{Id, Json, Query};
 use crate::AppState;
 
 pub async fn create(
@@ -17,16 +17,13 @@ pub async fn create(
     Ok(axum::Json(s.store.create_environment(env).await?).into_response())
 }
 
-pub async fn retrieve(
-    State(s): State<AppState>,
-    Path(env_id): Path<String>,
-) -> ApiResult<Response> {
+pub async fn retrieve(State(s): State<AppState>, Id(env_id): Id) -> ApiResult<Response> {
     Ok(axum::Json(s.store.get_environment(&env_id).await?).into_response())
 }
 
 pub async fn update(
     State(s): State<AppState>,
-    Path(env_id): Path<String>,
+    Id(env_id): Id,
     Json(req): Json<EnvironmentUpdate>,
 ) -> ApiResult<Response> {
     let now = ts::now();
@@ -48,11 +45,11 @@ pub async fn list(State(s): State<AppState>, RawQuery(q): RawQuery) -> ApiResult
     Ok(page_json(page, false, to_value))
 }
 
-pub async fn archive(State(s): State<AppState>, Path(env_id): Path<String>) -> ApiResult<Response> {
+pub async fn archive(State(s): State<AppState>, Id(env_id): Id) -> ApiResult<Response> {
     Ok(axum::Json(s.store.archive_environment(&env_id, ts::now()).await?).into_response())
 }
 
-pub async fn delete(State(s): State<AppState>, Path(env_id): Path<String>) -> ApiResult<Response> {
+pub async fn delete(State(s): State<AppState>, Id(env_id): Id) -> ApiResult<Response> {
     s.store.delete_environment(&env_id).await?;
     Ok(deleted(&env_id, "environment_deleted"))
 }

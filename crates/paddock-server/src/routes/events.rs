@@ -1,6 +1,6 @@
 //! Session events: send, list, and the SSE stream with resume.
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 use super::page_json;
 use crate::error::{ApiResult, ServerError};
-use crate::extract::{Body, Query};
+use crate::extract::{Body, Id, PathId, Query};
 use crate::hub::Tip;
 use crate::AppState;
 
@@ -25,7 +25,7 @@ const STREAM_BATCH: usize = 200;
 
 pub async fn send(
     State(s): State<AppState>,
-    Path(sid): Path<String>,
+    Id(sid): Id,
     headers: HeaderMap,
     Body(body): Body,
 ) -> ApiResult<Response> {
@@ -83,7 +83,7 @@ pub async fn send(
 
 pub async fn list(
     State(s): State<AppState>,
-    Path(sid): Path<String>,
+    PathId(sid): PathId,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
     let mut q = Query::parse(q.as_deref())?;
@@ -208,7 +208,7 @@ fn event_stream(st: StreamState) -> impl Stream<Item = Result<SseEvent, Infallib
 
 pub async fn stream(
     State(s): State<AppState>,
-    Path(sid): Path<String>,
+    PathId(sid): PathId,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {

@@ -1,11 +1,11 @@
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use paddock_core::lifecycle::RunnerState;
 use paddock_store::{Order, RunnerFilter};
 
 use super::{page_json, to_value};
 use crate::error::{ApiResult, ServerError};
-use crate::extract::Query;
+use crate::extract::{Id, Query};
 use crate::AppState;
 
 pub async fn list(State(s): State<AppState>, RawQuery(q): RawQuery) -> ApiResult<Response> {
@@ -30,9 +30,6 @@ pub async fn list(State(s): State<AppState>, RawQuery(q): RawQuery) -> ApiResult
     Ok(page_json(page, false, to_value))
 }
 
-pub async fn retrieve(
-    State(s): State<AppState>,
-    Path(runner_id): Path<String>,
-) -> ApiResult<Response> {
+pub async fn retrieve(State(s): State<AppState>, Id(runner_id): Id) -> ApiResult<Response> {
     Ok(axum::Json(s.store.get_runner(&runner_id).await?).into_response())
 }

@@ -1,4 +1,4 @@
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use paddock_core::agent::AgentOverrides;
 use paddock_core::event::{parse_user_events, NewEvent, UserEvent};
@@ -11,7 +11,7 @@ use paddock_store::{Order, SessionFilter};
 
 use super::{deleted, page_json, to_value};
 use crate::error::{ApiResult, ServerError};
-use crate::extract::{Json, Query};
+use crate::extract::{Id, Json, Query};
 use crate::AppState;
 
 fn respond(s: Session) -> Response {
@@ -109,13 +109,13 @@ pub async fn create(
     Ok(respond(session))
 }
 
-pub async fn retrieve(State(s): State<AppState>, Path(sid): Path<String>) -> ApiResult<Response> {
+pub async fn retrieve(State(s): State<AppState>, Id(sid): Id) -> ApiResult<Response> {
     Ok(respond(s.store.get_session(&sid).await?))
 }
 
 pub async fn update(
     State(s): State<AppState>,
-    Path(sid): Path<String>,
+    Id(sid): Id,
     Json(req): Json<SessionUpdate>,
 ) -> ApiResult<Response> {
     let now = ts::now();
@@ -145,16 +145,9 @@ pub async fn list(State(s): State<AppState>, RawQuery(q): RawQuery) -> ApiResult
     if agent_version.is_some() && agent_id.is_none() {
         return Err(ServerError::invalid("agent_version", "needs agent_id"));
     }
-    for unsupported in ["deployment_id", "memory_store_id"] {
-        if q.str(unsupported)?.is_some() {
-            // Paddock has no deployments or memory stores, so no session matches.
-            q.finish()?;
-            return Ok(axum::Json(
-                serde_json::json!({"data": [], "next_page": null, "prev_page": null}),
-            )
-            .into_response());
-        }
-    }
+    // Paddock has no deployments or memory stores, so filtering on one matches nothing.
+    let unsupported_filter =
+        q.str("deployment_id")?.is_some() | q.str("memory_store_id")?.is_some();
     let filter = SessionFilter {
         agent_id,
         agent_version,
@@ -167,16 +160,27 @@ pub async fn list(State(s): State<AppState>, RawQuery(q): RawQuery) -> ApiResult
     };
     let page = q.page(20, 100, Some(Order::Desc))?;
     q.finish()?;
+    if unsupported_filter {
+        return Ok(page_json(
+            paddock_store::Page::<Session> {
+                data: vec![],
+                next: None,
+                prev: None,
+            },
+            true,
+            to_value,
+        ));
+    }
     let now = ts::now();
     let page = s.store.list_sessions(filter, page).await?;
     Ok(page_json(page, true, |x| to_value(x.with_stats(now))))
 }
 
-pub async fn archive(State(s): State<AppState>, Path(sid): Path<String>) -> ApiResult<Response> {
+pub async fn archive(State(s): State<AppState>, Id(sid): Id) -> ApiResult<Response> {
     Ok(respond(s.store.archive_session(&sid, ts::now()).await?))
 }
 
-pub async fn delete(State(s): State<AppState>, Path(sid): Path<String>) -> ApiResult<Response> {
+pub async fn delete(State(s): State<AppState>, Id(sid): Id) -> ApiResult<Response> {
     s.store.delete_session(&sid).await?;
     s.hub.deleted(&sid);
     Ok(deleted(&sid, "session_deleted"))
