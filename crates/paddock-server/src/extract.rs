@@ -192,6 +192,36 @@ pub fn decode_cursor(s: &str) -> Result<Cursor, ServerError> {
     }
 }
 
+/// The id in a route's path (`/v1/agents/{agent_id}`), with the query string checked to
+/// be empty: routes that take no parameters refuse unknown ones like every other route.
+pub struct Id(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Id {
+    type Rejection = ServerError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ServerError::invalid("path", e.body_text()))?;
+        Query::parse(parts.uri.query())?.finish()?;
+        Ok(Id(id))
+    }
+}
+
+/// A path id for routes that also take query parameters.
+pub struct PathId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ServerError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ServerError::invalid("path", e.body_text()))?;
+        Ok(PathId(id))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,35 +260,5 @@ mod tests {
         assert!(
             decode_cursor(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("x1")).is_err()
         );
-    }
-}
-
-/// The id in a route's path (`/v1/agents/{agent_id}`), with the query string checked to
-/// be empty: routes that take no parameters refuse unknown ones like every other route.
-pub struct Id(pub String);
-
-impl<S: Send + Sync> FromRequestParts<S> for Id {
-    type Rejection = ServerError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(id) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ServerError::invalid("path", e.body_text()))?;
-        Query::parse(parts.uri.query())?.finish()?;
-        Ok(Id(id))
-    }
-}
-
-/// A path id for routes that also take query parameters.
-pub struct PathId(pub String);
-
-impl<S: Send + Sync> FromRequestParts<S> for PathId {
-    type Rejection = ServerError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(id) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ServerError::invalid("path", e.body_text()))?;
-        Ok(PathId(id))
     }
 }
