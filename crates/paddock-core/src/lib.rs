@@ -8,6 +8,7 @@ pub mod error;
 pub mod event;
 pub mod id;
 pub mod lifecycle;
+pub mod profile;
 pub mod runner;
 pub mod session;
 pub mod ts;

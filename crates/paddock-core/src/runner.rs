@@ -2,7 +2,9 @@
 //! backends (mechanism) live elsewhere.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
+use crate::environment::ResourceLimits;
 use crate::lifecycle::{transition, RunnerState};
 use crate::ts::{serde_ts, Timestamp};
 use crate::CoreError;
@@ -21,6 +23,58 @@ pub enum Isolation {
     Unisolated,
 }
 
+/// What a runner may reach on the network, weakest to strongest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum NetworkPolicy {
+    /// Loopback only.
+    None,
+    /// Only the listed hosts (and `*.domain` patterns), through an egress proxy.
+    Limited {
+        allowed_hosts: Vec<String>,
+    },
+    Unrestricted,
+}
+
+impl NetworkPolicy {
+    pub fn name(&self) -> &'static str {
+        match self {
+            NetworkPolicy::None => "none",
+            NetworkPolicy::Limited { .. } => "limited",
+            NetworkPolicy::Unrestricted => "unrestricted",
+        }
+    }
+
+    fn rank(&self) -> u8 {
+        match self {
+            NetworkPolicy::None => 0,
+            NetworkPolicy::Limited { .. } => 1,
+            NetworkPolicy::Unrestricted => 2,
+        }
+    }
+
+    /// The stricter of two policies (an operator's profile caps what an environment asks).
+    /// Two `limited` policies keep the hosts allowed by both.
+    pub fn narrowest(&self, other: &NetworkPolicy) -> NetworkPolicy {
+        match (self, other) {
+            (
+                NetworkPolicy::Limited { allowed_hosts: a },
+                NetworkPolicy::Limited { allowed_hosts: b },
+            ) => NetworkPolicy::Limited {
+                allowed_hosts: a.iter().filter(|h| b.contains(h)).cloned().collect(),
+            },
+            _ if self.rank() <= other.rank() => self.clone(),
+            _ => other.clone(),
+        }
+    }
+}
+
+impl Default for NetworkPolicy {
+    fn default() -> Self {
+        NetworkPolicy::None
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Runner {
     pub id: String,
@@ -34,6 +88,19 @@ pub struct Runner {
     pub session_id: Option<String>,
     /// Why the runner is `errored`, when it is.
     pub error: Option<String>,
+    /// Image or runbook (backends without images ignore it).
+    #[serde(default)]
+    pub image: Option<String>,
+    #[serde(default)]
+    pub network: NetworkPolicy,
+    /// The limits asked for.
+    #[serde(default)]
+    pub limits: ResourceLimits,
+    /// How each limit is actually enforced on the backend (`null`: not enforced).
+    #[serde(default)]
+    pub enforced: serde_json::Value,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
     #[serde(with = "serde_ts")]
     pub created_at: Timestamp,
     #[serde(with = "serde_ts")]
@@ -46,5 +113,33 @@ impl Runner {
         self.state = transition(self.state, to)?;
         self.updated_at = now;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_narrowest_network_policy_wins() {
+        let limited = |h: &[&str]| NetworkPolicy::Limited {
+            allowed_hosts: h.iter().map(|s| s.to_string()).collect(),
+        };
+        assert_eq!(
+            NetworkPolicy::Unrestricted.narrowest(&NetworkPolicy::None),
+            NetworkPolicy::None
+        );
+        assert_eq!(
+            NetworkPolicy::None.narrowest(&limited(&["a"])),
+            NetworkPolicy::None
+        );
+        assert_eq!(
+            NetworkPolicy::Unrestricted.narrowest(&limited(&["a"])),
+            limited(&["a"])
+        );
+        assert_eq!(
+            limited(&["a", "b"]).narrowest(&limited(&["b", "c"])),
+            limited(&["b"])
+        );
     }
 }

@@ -1,6 +1,9 @@
 //! Configuration: defaults, then an optional `paddock.toml`, then `PADDOCK_*` variables.
 
+use paddock_backend::local::LocalMode;
+use paddock_core::profile::{ExecutionProfile, Profiles};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::ServerError;
@@ -28,6 +31,36 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Seconds between keep-alive comments on idle SSE streams.
     pub sse_keepalive_secs: u64,
+    /// The execution profile used when none is asked for.
+    pub default_profile: String,
+    /// Execution profiles by name (`[profiles.NAME]`); a `default` one is built in.
+    pub profiles: BTreeMap<String, ExecutionProfile>,
+    /// The local (bubblewrap) backend (`[local]`).
+    pub local: LocalSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LocalSettings {
+    /// `bwrap` (namespaces) or `process` (no isolation at all).
+    pub mode: LocalMode,
+    /// Host user id sandboxes run as (needs `setpriv`).
+    pub sandbox_uid: Option<u32>,
+    /// The worker binary; default: this `paddock` binary's `worker` subcommand.
+    pub worker: Option<PathBuf>,
+    /// Seconds a new worker may take to answer.
+    pub start_timeout_secs: u64,
+}
+
+impl Default for LocalSettings {
+    fn default() -> Self {
+        LocalSettings {
+            mode: LocalMode::Bwrap,
+            sandbox_uid: Some(65534),
+            worker: None,
+            start_timeout_secs: 15,
+        }
+    }
 }
 
 /// The data directory when none is configured: `$XDG_DATA_HOME/paddock`,
@@ -51,6 +84,9 @@ impl Default for Config {
             log_level: "info".into(),
             max_body_bytes: 4 * 1024 * 1024,
             sse_keepalive_secs: 15,
+            default_profile: "default".into(),
+            profiles: BTreeMap::new(),
+            local: LocalSettings::default(),
         }
     }
 }
@@ -97,6 +133,20 @@ impl Config {
                 "PADDOCK_SSE_KEEPALIVE_SECS" => {
                     cfg.sse_keepalive_secs = v.parse().map_err(|e| bad(&k, e))?
                 }
+                "PADDOCK_DEFAULT_PROFILE" => cfg.default_profile = v,
+                "PADDOCK_WORKER_BIN" => cfg.local.worker = Some(PathBuf::from(v)),
+                "PADDOCK_LOCAL_MODE" => {
+                    cfg.local.mode = match v.as_str() {
+                        "bwrap" => LocalMode::Bwrap,
+                        "process" => LocalMode::Process,
+                        other => {
+                            return Err(bad(
+                                &k,
+                                format!("expected bwrap or process, got {other:?}"),
+                            ))
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -120,7 +170,22 @@ impl Config {
         if self.sse_keepalive_secs == 0 {
             return Err(bad("sse_keepalive_secs", "must be at least 1"));
         }
+        self.execution_profiles()
+            .validate()
+            .map_err(|e| ServerError::Config(e.to_string()))?;
         Ok(())
+    }
+
+    /// The configured profiles, with the built-in `default` when none is configured.
+    pub fn execution_profiles(&self) -> Profiles {
+        let mut profiles = self.profiles.clone();
+        if profiles.is_empty() {
+            profiles.insert("default".into(), ExecutionProfile::default());
+        }
+        Profiles {
+            default: self.default_profile.clone(),
+            profiles,
+        }
     }
 
     pub fn database_path(&self) -> PathBuf {

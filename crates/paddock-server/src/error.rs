@@ -22,6 +22,10 @@ pub enum ServerError {
     MethodNotAllowed(String),
     #[error("config: {0}")]
     Config(String),
+    #[error("{message}")]
+    Unavailable { message: String, code: &'static str },
+    #[error(transparent)]
+    Backend(#[from] paddock_backend::BackendError),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -74,6 +78,57 @@ impl ServerError {
                 "internal error; see the server log for this request id".to_string(),
                 None,
             ),
+            ServerError::Unavailable { message, code } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded_error",
+                message.clone(),
+                Some(code.to_string()),
+            ),
+            ServerError::Backend(e) => {
+                use paddock_backend::BackendError as B;
+                let (status, kind, code) = match e {
+                    B::Unsupported { .. } => (
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request_error",
+                        "unsupported",
+                    ),
+                    B::NotFound(_) => (
+                        StatusCode::NOT_FOUND,
+                        "not_found_error",
+                        "sandbox_not_found",
+                    ),
+                    B::Worker { status, .. } => match *status {
+                        400 => (
+                            StatusCode::BAD_REQUEST,
+                            "invalid_request_error",
+                            "worker_rejected",
+                        ),
+                        403 => (StatusCode::FORBIDDEN, "permission_error", "path_forbidden"),
+                        404 => (StatusCode::NOT_FOUND, "not_found_error", "file_not_found"),
+                        413 => (
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "invalid_request_error",
+                            "request_too_large",
+                        ),
+                        _ => (StatusCode::BAD_GATEWAY, "api_error", "worker_error"),
+                    },
+                    B::Unreachable(_) => {
+                        (StatusCode::BAD_GATEWAY, "api_error", "worker_unreachable")
+                    }
+                    B::Timeout(_) => (
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "timeout_error",
+                        "backend_timeout",
+                    ),
+                    B::Unavailable { .. } => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "overloaded_error",
+                        "backend_unavailable",
+                    ),
+                    B::Io { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "api_error", "backend_io"),
+                };
+                (status, kind, e.to_string(), Some(code.to_string()))
+            }
             ServerError::NotFound { code, .. } => (
                 StatusCode::NOT_FOUND,
                 "not_found_error",

@@ -5,6 +5,7 @@ pub mod config;
 mod error;
 mod extract;
 mod hub;
+mod manager;
 mod request_id;
 mod routes;
 
@@ -13,7 +14,10 @@ use axum::handler::Handler;
 use axum::http::Method;
 use axum::routing::{on, MethodFilter};
 use axum::Router;
+use paddock_backend::local::{LocalBackend, LocalConfig, WorkerCommand};
+use paddock_backend::Backend;
 use paddock_store::{SqliteStore, Store};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +35,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
     hub: Arc<hub::Hub>,
+    manager: Arc<manager::Manager>,
     shutdown: watch::Receiver<bool>,
     routes: Arc<Vec<(&'static str, &'static str)>>,
 }
@@ -51,6 +56,7 @@ impl Routes {
             "GET" => MethodFilter::GET,
             "POST" => MethodFilter::POST,
             "DELETE" => MethodFilter::DELETE,
+            "PUT" => MethodFilter::PUT,
             other => panic!("route table uses unsupported method {other}"),
         };
         self.router = self.router.route(path, on(filter, handler));
@@ -115,7 +121,42 @@ fn routes() -> Routes {
         events::stream,
     )
     .add("GET", "/v1/runners", runners::list)
+    .add("POST", "/v1/runners", runners::create)
     .add("GET", "/v1/runners/{runner_id}", runners::retrieve)
+    .add("DELETE", "/v1/runners/{runner_id}", runners::destroy)
+    .add("POST", "/v1/runners/{runner_id}/stop", runners::stop)
+    .add("POST", "/v1/runners/{runner_id}/start", runners::start)
+    .add("POST", "/v1/runners/{runner_id}/exec", runners::exec)
+    .add("GET", "/v1/runners/{runner_id}/status", runners::status)
+    .add("GET", "/v1/runners/{runner_id}/logs", runners::logs)
+    .add("GET", "/v1/runners/{runner_id}/events", runners::events)
+    .add(
+        "GET",
+        "/v1/runners/{runner_id}/files/read",
+        runners::files_read,
+    )
+    .add(
+        "PUT",
+        "/v1/runners/{runner_id}/files/write",
+        runners::files_write,
+    )
+    .add(
+        "GET",
+        "/v1/runners/{runner_id}/files/list",
+        runners::files_list,
+    )
+    .add(
+        "GET",
+        "/v1/runners/{runner_id}/files/stat",
+        runners::files_stat,
+    )
+    .add(
+        "DELETE",
+        "/v1/runners/{runner_id}/files",
+        runners::files_delete,
+    )
+    .add("GET", "/v1/backends", runners::backends)
+    .add("GET", "/v1/profiles", runners::profiles)
 }
 
 /// Every `(method, path)` the API serves, in the order they are routed.
@@ -142,27 +183,47 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens the store under the data directory and binds the listen address.
+    /// Opens the store under the data directory, binds the listen address, and adopts
+    /// the runners that survived the last run.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
         let store = SqliteStore::open(&config.database_path())?;
         let listener = TcpListener::bind(&config.listen).await?;
-        Ok(Server::with_store(config, Arc::new(store), listener))
+        let server = Server::with_store(config, Arc::new(store), listener)?;
+        server.state.manager.adopt().await?;
+        Ok(server)
     }
 
-    pub fn with_store(config: Config, store: Arc<dyn Store>, listener: TcpListener) -> Server {
+    pub fn with_store(
+        config: Config,
+        store: Arc<dyn Store>,
+        listener: TcpListener,
+    ) -> Result<Server, ServerError> {
         let (shutdown_tx, shutdown) = watch::channel(false);
+        let hub = Arc::new(hub::Hub::default());
+        let manager = manager::Manager::new(
+            store.clone(),
+            hub.clone(),
+            backends(&config)?,
+            config.execution_profiles(),
+        );
         let state = AppState {
             config: Arc::new(config),
             store,
-            hub: Arc::new(hub::Hub::default()),
+            hub,
+            manager: Arc::new(manager),
             shutdown,
             routes: Arc::new(route_table()),
         };
-        Server {
+        Ok(Server {
             listener,
             state,
             shutdown_tx,
-        }
+        })
+    }
+
+    /// Re-attaches surviving runners and sweeps orphaned sandboxes.
+    pub async fn adopt(&self) -> Result<(), ServerError> {
+        self.state.manager.adopt().await
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -195,6 +256,39 @@ impl Server {
             .await?;
         Ok(())
     }
+}
+
+/// How the local backend starts workers: the configured binary, else this binary's
+/// `worker` subcommand.
+fn worker_command(config: &Config) -> Result<WorkerCommand, ServerError> {
+    let path = match &config.local.worker {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?,
+    };
+    let is_paddock = path.file_name().is_some_and(|n| n == "paddock");
+    Ok(WorkerCommand {
+        args: if is_paddock {
+            vec!["worker".into()]
+        } else {
+            vec![]
+        },
+        path,
+    })
+}
+
+fn backends(config: &Config) -> Result<BTreeMap<String, Arc<dyn Backend>>, ServerError> {
+    let mut local = LocalConfig::new(config.data_dir.join("runners"), worker_command(config)?);
+    local.mode = config.local.mode;
+    local.sandbox_uid = config.local.sandbox_uid;
+    local.start_timeout = std::time::Duration::from_secs(config.local.start_timeout_secs);
+    let local = LocalBackend::new(local);
+    let caps = local.capabilities();
+    if let Some(note) = &caps.note {
+        tracing::warn!(backend = "local", available = caps.available, "{note}");
+    }
+    let mut map: BTreeMap<String, Arc<dyn Backend>> = BTreeMap::new();
+    map.insert("local".into(), Arc::new(local));
+    Ok(map)
 }
 
 /// Sets up `tracing`: pretty on a terminal, JSON otherwise (or as configured).

@@ -888,6 +888,11 @@ async fn runners_are_listed_and_filtered() {
         environment_id: None,
         session_id: None,
         error: None,
+        image: None,
+        network: Default::default(),
+        limits: Default::default(),
+        enforced: Value::Null,
+        env: Default::default(),
         created_at: now,
         updated_at: now,
     };
@@ -895,12 +900,14 @@ async fn runners_are_listed_and_filtered() {
         .store
         .insert_runner(mk(RunnerState::Running, "local"))
         .await
-        .expect("insert");
+        .expect("insert")
+        .runner;
     let r2 = s
         .store
         .insert_runner(mk(RunnerState::Errored, "docker"))
         .await
-        .expect("insert");
+        .expect("insert")
+        .runner;
     let (st, one) = s.get(&format!("/v1/runners/{}", r1.id)).await;
     assert_eq!(st, 200);
     assert_eq!(one["type"], "runner");

@@ -58,6 +58,46 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// A pure change of a record: `Ok(None)` means "nothing to change".
 pub type UpdateFn<T> = Box<dyn FnOnce(&T) -> Result<Option<T>, CoreError> + Send>;
+/// A pure change of a runner (its state through the lifecycle transition function).
+pub type RunnerUpdateFn = Box<dyn FnOnce(&Runner) -> Result<Option<Runner>, CoreError> + Send>;
+
+/// What a runner change wrote: the runner, its `runner.state_changed` event when the
+/// state moved, and the same event in its session's log when it has a session.
+#[derive(Debug, Clone)]
+pub struct RunnerChange {
+    pub runner: Runner,
+    pub event: Option<RunnerEvent>,
+    pub session_event: Option<Event>,
+}
+
+/// One entry of a runner's own event log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunnerEvent {
+    pub seq: i64,
+    pub id: String,
+    pub runner_id: String,
+    pub kind: String,
+    pub at: Timestamp,
+    pub payload: serde_json::Map<String, serde_json::Value>,
+}
+
+impl RunnerEvent {
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        m.insert("id".into(), self.id.clone().into());
+        m.insert("type".into(), self.kind.clone().into());
+        m.insert("runner_id".into(), self.runner_id.clone().into());
+        m.insert(
+            "processed_at".into(),
+            paddock_core::ts::format(self.at).into(),
+        );
+        for (k, v) in &self.payload {
+            m.insert(k.clone(), v.clone());
+        }
+        serde_json::Value::Object(m)
+    }
+}
+
 /// A pure change of a session that also yields the `session.updated` payload.
 pub type SessionUpdateFn =
     Box<dyn FnOnce(&Session) -> Result<Option<SessionChange>, CoreError> + Send>;
@@ -192,7 +232,14 @@ pub trait Store: Send + Sync + 'static {
     async fn last_seq(&self, session_id: &str) -> Result<i64>;
 
     // Runners.
-    async fn insert_runner(&self, runner: Runner) -> Result<Runner>;
+    /// Stores a new runner (with its profile, for capacity checks) and its first
+    /// `runner.state_changed` event.
+    async fn insert_runner(&self, runner: Runner) -> Result<RunnerChange>;
+    /// Applies `f`; a state change is stored with its `runner.state_changed` event.
+    async fn update_runner(&self, id: &str, f: RunnerUpdateFn) -> Result<RunnerChange>;
+    async fn list_runner_events(&self, id: &str, page: PageReq) -> Result<Page<RunnerEvent>>;
+    /// Runners of a profile that hold resources (creating … stopping).
+    async fn count_active_runners(&self, profile: &str) -> Result<u64>;
     async fn get_runner(&self, id: &str) -> Result<Runner>;
     async fn list_runners(&self, filter: RunnerFilter, page: PageReq) -> Result<Page<Runner>>;
 }

@@ -67,4 +67,18 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX runners_state ON runners(state);
     "#,
+    // 2: the runner event log, and the profile of each runner for capacity checks.
+    r#"
+    CREATE TABLE runner_events (
+        runner_id TEXT NOT NULL REFERENCES runners(id) ON DELETE CASCADE,
+        seq       INTEGER NOT NULL,
+        id        TEXT NOT NULL UNIQUE,
+        type      TEXT NOT NULL,
+        at        TEXT NOT NULL,
+        payload   TEXT NOT NULL,
+        PRIMARY KEY (runner_id, seq)
+    );
+    ALTER TABLE runners ADD COLUMN profile TEXT;
+    CREATE INDEX runners_profile ON runners(profile, state);
+    "#,
 ];

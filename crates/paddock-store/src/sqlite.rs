@@ -24,7 +24,8 @@ use crate::migrations::MIGRATIONS;
 use crate::page::{finish, plan};
 use crate::{
     AgentFilter, Append, Appended, EnvironmentFilter, EventFilter, Page, PageReq, Result,
-    RunnerFilter, SessionFilter, SessionUpdateFn, Store, StoreError, UpdateFn,
+    RunnerChange, RunnerEvent, RunnerFilter, RunnerUpdateFn, SessionFilter, SessionUpdateFn, Store,
+    StoreError, UpdateFn,
 };
 
 #[derive(Clone)]
@@ -945,20 +946,88 @@ impl Store for SqliteStore {
 
     // -------------------------------------------------------------- runners
 
-    async fn insert_runner(&self, runner: Runner) -> Result<Runner> {
+    async fn insert_runner(&self, runner: Runner) -> Result<RunnerChange> {
         self.tx(move |tx| {
             tx.execute(
-                "INSERT INTO runners (id, state, backend, session_id, created_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO runners (id, state, backend, session_id, created_at, body, profile) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     runner.id,
                     runner.state.as_str(),
                     runner.backend,
                     runner.session_id,
                     ts::format(runner.created_at),
-                    to_json(&runner)?
+                    to_json(&runner)?,
+                    runner.execution_profile
                 ],
             )?;
-            Ok(runner)
+            record_state_change(tx, None, runner)
+        })
+        .await
+    }
+
+    async fn update_runner(&self, id: &str, f: RunnerUpdateFn) -> Result<RunnerChange> {
+        let id = id.to_string();
+        self.tx(move |tx| {
+            let cur = load_runner(tx, &id)?;
+            let Some(next) = f(&cur)? else {
+                return Ok(RunnerChange {
+                    runner: cur,
+                    event: None,
+                    session_event: None,
+                });
+            };
+            tx.execute(
+                "UPDATE runners SET state = ?2, session_id = ?3, body = ?4 WHERE id = ?1",
+                params![id, next.state.as_str(), next.session_id, to_json(&next)?],
+            )?;
+            if next.state == cur.state {
+                return Ok(RunnerChange {
+                    runner: next,
+                    event: None,
+                    session_event: None,
+                });
+            }
+            record_state_change(tx, Some(cur.state), next)
+        })
+        .await
+    }
+
+    async fn list_runner_events(&self, id: &str, page: PageReq) -> Result<Page<RunnerEvent>> {
+        let id = id.to_string();
+        self.read(move |c| {
+            load_runner(c, &id)?;
+            list_page(
+                c,
+                "SELECT seq, id, type, at, payload, runner_id FROM runner_events",
+                "seq",
+                vec!["runner_id = ?1".into()],
+                vec![Sql::Text(id.clone())],
+                &page,
+                |r| {
+                    let at: String = r.get(3)?;
+                    Ok(RunnerEvent {
+                        seq: r.get(0)?,
+                        id: r.get(1)?,
+                        kind: r.get(2)?,
+                        at: ts::parse(&at)
+                            .ok_or_else(|| StoreError::Task(format!("bad stored time {at:?}")))?,
+                        payload: from_json(&r.get::<_, String>(4)?)?,
+                        runner_id: r.get(5)?,
+                    })
+                },
+            )
+        })
+        .await
+    }
+
+    async fn count_active_runners(&self, profile: &str) -> Result<u64> {
+        let profile = profile.to_string();
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT count(*) FROM runners WHERE profile = ?1 AND state IN ('creating', 'provisioning', 'running', 'stopping')",
+                [&profile],
+                |r| r.get::<_, i64>(0),
+            )? as u64)
         })
         .await
     }
@@ -1008,6 +1077,69 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
+
+fn load_runner(c: &Connection, id: &str) -> Result<Runner> {
+    let body: Option<String> = c
+        .query_row("SELECT body FROM runners WHERE id = ?1", [id], |r| r.get(0))
+        .optional()?;
+    from_json(&body.ok_or_else(|| not_found("runner", id))?)
+}
+
+/// Appends `runner.state_changed` to the runner's log and, when the runner serves a
+/// session that still exists, to that session's log.
+fn record_state_change(
+    tx: &Transaction<'_>,
+    from: Option<paddock_core::lifecycle::RunnerState>,
+    runner: Runner,
+) -> Result<RunnerChange> {
+    let now = runner.updated_at;
+    let mut payload = serde_json::Map::new();
+    payload.insert("runner_id".into(), runner.id.clone().into());
+    payload.insert("from".into(), from.map(|s| s.as_str()).into());
+    payload.insert("to".into(), runner.state.as_str().into());
+    payload.insert("reason".into(), runner.error.clone().into());
+    let seq: i64 = tx.query_row(
+        "SELECT coalesce(max(seq), 0) + 1 FROM runner_events WHERE runner_id = ?1",
+        [&runner.id],
+        |r| r.get(0),
+    )?;
+    let ev = RunnerEvent {
+        seq,
+        id: id::new(id::EVENT),
+        runner_id: runner.id.clone(),
+        kind: "runner.state_changed".into(),
+        at: now,
+        payload: payload.clone(),
+    };
+    tx.execute(
+        "INSERT INTO runner_events (runner_id, seq, id, type, at, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![ev.runner_id, ev.seq, ev.id, ev.kind, ts::format(now), to_json(&ev.payload)?],
+    )?;
+    let mut session_event = None;
+    if let Some(sid) = &runner.session_id {
+        let exists: Option<i64> = tx
+            .query_row("SELECT 1 FROM sessions WHERE id = ?1", [sid], |r| r.get(0))
+            .optional()?;
+        if exists.is_some() {
+            session_event = insert_events(
+                tx,
+                sid,
+                vec![NewEvent::new(
+                    "runner.state_changed",
+                    serde_json::Value::Object(payload),
+                )],
+                now,
+            )?
+            .into_iter()
+            .next();
+        }
+    }
+    Ok(RunnerChange {
+        runner,
+        event: Some(ev),
+        session_event,
+    })
 }
 
 fn load_environment(c: &Connection, id: &str) -> Result<Environment> {

@@ -1197,17 +1197,24 @@ async fn runners_are_stored_and_filtered() {
         environment_id: None,
         session_id: session.map(str::to_string),
         error: None,
+        image: None,
+        network: Default::default(),
+        limits: Default::default(),
+        enforced: serde_json::Value::Null,
+        env: Default::default(),
         created_at: now,
         updated_at: now,
     };
     let a = store
         .insert_runner(runner(RunnerState::Running, "docker", Some("sesn_a")))
         .await
-        .expect("a");
+        .expect("a")
+        .runner;
     let b = store
         .insert_runner(runner(RunnerState::Stopped, "local", None))
         .await
-        .expect("b");
+        .expect("b")
+        .runner;
     assert_eq!(store.get_runner(&a.id).await.expect("get"), a);
     assert!(matches!(
         store.get_runner("run_nope").await.unwrap_err(),
@@ -1392,4 +1399,166 @@ fn a_negative_schema_version_is_refused() {
         Err(e) => panic!("expected a refusal for version -1, got {e:?}"),
         Ok(_) => panic!("a database with user_version -1 must not open"),
     }
+}
+
+#[tokio::test]
+async fn runner_transitions_are_logged_and_illegal_ones_refused() {
+    use paddock_core::runner::NetworkPolicy;
+    let (_dir, store) = fresh();
+    let agent = parse_json::<AgentCreate>(br#"{"name":"a","model":"m"}"#)
+        .expect("parses")
+        .into_agent(id::new(id::AGENT), ts::now())
+        .expect("valid");
+    store.create_agent(agent.clone()).await.expect("agent");
+    let env = parse_json::<EnvironmentCreate>(br#"{"name":"e"}"#)
+        .expect("parses")
+        .into_environment(id::new(id::ENVIRONMENT), ts::now())
+        .expect("valid");
+    store.create_environment(env.clone()).await.expect("env");
+    let now = ts::now();
+    let session = Session {
+        id: id::new(id::SESSION),
+        kind: "session".into(),
+        status: SessionStatus::Idle,
+        agent,
+        environment_id: env.id.clone(),
+        title: None,
+        metadata: Default::default(),
+        resources: vec![],
+        vault_ids: vec![],
+        outcome_evaluations: vec![],
+        stats: Default::default(),
+        usage: Default::default(),
+        budget: None,
+        deployment_id: None,
+        runner_id: None,
+        execution_profile: None,
+        created_at: now,
+        updated_at: now,
+        archived_at: None,
+    };
+    let (session, _) = store
+        .create_session(session, vec![])
+        .await
+        .expect("session");
+    let r = Runner {
+        id: id::new(id::RUNNER),
+        kind: "runner".into(),
+        state: RunnerState::Creating,
+        backend: "local".into(),
+        isolation: Isolation::Namespaces,
+        execution_profile: Some("default".into()),
+        environment_id: Some(env.id.clone()),
+        session_id: Some(session.id.clone()),
+        error: None,
+        image: None,
+        network: NetworkPolicy::None,
+        limits: Default::default(),
+        enforced: serde_json::Value::Null,
+        env: Default::default(),
+        created_at: now,
+        updated_at: now,
+    };
+    let created = store.insert_runner(r.clone()).await.expect("insert");
+    assert_eq!(
+        created.event.as_ref().expect("event").payload["to"],
+        "creating"
+    );
+    assert_eq!(
+        store.count_active_runners("default").await.expect("count"),
+        1
+    );
+    assert_eq!(store.count_active_runners("other").await.expect("count"), 0);
+
+    let go = |to: RunnerState| -> paddock_store::RunnerUpdateFn {
+        Box::new(move |cur: &Runner| {
+            let mut n = cur.clone();
+            n.transition(to, ts::now())?;
+            Ok(Some(n))
+        })
+    };
+    let c = store
+        .update_runner(&r.id, go(RunnerState::Provisioning))
+        .await
+        .expect("provisioning");
+    let ev = c.event.expect("runner event");
+    assert_eq!(
+        (ev.payload["from"].clone(), ev.payload["to"].clone()),
+        (
+            serde_json::json!("creating"),
+            serde_json::json!("provisioning")
+        )
+    );
+    let se = c.session_event.expect("mirrored into the session's log");
+    assert_eq!(se.kind, "runner.state_changed");
+    assert_eq!(se.session_id, session.id);
+
+    // Creating is behind us: going back is refused and nothing is written.
+    let err = store
+        .update_runner(&r.id, go(RunnerState::Creating))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Invalid(paddock_core::CoreError::IllegalTransition { .. })
+        ),
+        "{err:?}"
+    );
+    for to in [
+        RunnerState::Running,
+        RunnerState::Stopping,
+        RunnerState::Stopped,
+        RunnerState::Destroying,
+        RunnerState::Destroyed,
+    ] {
+        store.update_runner(&r.id, go(to)).await.expect("legal");
+    }
+    assert_eq!(
+        store.count_active_runners("default").await.expect("count"),
+        0
+    );
+    let log = store
+        .list_runner_events(
+            &r.id,
+            PageReq {
+                limit: 100,
+                ..PageReq::default()
+            },
+        )
+        .await
+        .expect("log");
+    let states: Vec<String> = log
+        .data
+        .iter()
+        .map(|e| e.payload["to"].as_str().expect("to").to_string())
+        .collect();
+    assert_eq!(
+        states,
+        [
+            "creating",
+            "provisioning",
+            "running",
+            "stopping",
+            "stopped",
+            "destroying",
+            "destroyed"
+        ]
+    );
+    let session_log = store
+        .list_events(
+            &session.id,
+            Default::default(),
+            PageReq {
+                limit: 100,
+                ..PageReq::default()
+            },
+        )
+        .await
+        .expect("events");
+    assert_eq!(session_log.data.len(), 7);
+    assert!(session_log
+        .data
+        .iter()
+        .all(|e| e.kind == "runner.state_changed"));
 }

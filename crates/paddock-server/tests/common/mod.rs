@@ -39,7 +39,9 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
-        let server = Server::with_store(cfg, store.clone() as Arc<dyn Store>, listener);
+        let server = Server::with_store(cfg, store.clone() as Arc<dyn Store>, listener)
+            .expect("server builds");
+        server.adopt().await.expect("adoption");
         let addr = server.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {

@@ -1,0 +1,150 @@
+//! How runners become real sandboxes. A [`Backend`] provisions, starts, stops and
+//! destroys sandboxes and says what it really enforces ([`Capabilities`]); the
+//! orchestrator reaches the `paddock worker` inside each through a [`Connector`].
+//! Policy (what a runner may do) is data from the core crate; mechanism lives here.
+
+mod cgroup;
+pub mod local;
+pub mod worker;
+
+use async_trait::async_trait;
+pub use paddock_core::environment::ResourceLimits as Limits;
+pub use paddock_core::runner::{Isolation, NetworkPolicy};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use worker::WorkerClient;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The backend cannot run on this host (a tool or kernel feature is missing).
+    #[error("backend {backend} is unavailable: {reason}")]
+    Unavailable {
+        backend: &'static str,
+        reason: String,
+    },
+    /// The request asks for something this backend cannot enforce.
+    #[error("{field}: {message}")]
+    Unsupported { field: String, message: String },
+    #[error("runner {0} has no sandbox on this backend")]
+    NotFound(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    #[error("the worker answered {status}: {message}")]
+    Worker { status: u16, message: String },
+    #[error("the worker is unreachable: {0}")]
+    Unreachable(String),
+    #[error("timed out: {0}")]
+    Timeout(String),
+}
+
+impl BackendError {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        BackendError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = BackendError> = std::result::Result<T, E>;
+
+/// Everything a backend needs to build one runner's sandbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunnerSpec {
+    pub runner_id: String,
+    pub session_id: Option<String>,
+    /// Image or runbook name (backends without images ignore it).
+    pub image: Option<String>,
+    pub env: BTreeMap<String, String>,
+    pub limits: Limits,
+    pub network: NetworkPolicy,
+}
+
+/// How a limit is enforced, when it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Enforcement {
+    CgroupV1,
+    CgroupV2,
+    Rlimit,
+    Container,
+    /// Asked for, but nothing on this host enforces it.
+    NotEnforced,
+}
+
+/// Which limits a runner actually has, limit by limit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Enforced {
+    pub cpu: Option<Enforcement>,
+    pub memory: Option<Enforcement>,
+    pub pids: Option<Enforcement>,
+    pub disk: Option<Enforcement>,
+}
+
+/// What a backend can really do, as reported to users.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Capabilities {
+    pub backend: String,
+    pub available: bool,
+    /// Why the backend is unavailable or degraded, when it is.
+    pub note: Option<String>,
+    pub isolation: Isolation,
+    pub network_policies: Vec<String>,
+    pub snapshots: bool,
+    pub stats: bool,
+    /// Limits it can enforce on this host and how.
+    pub limits: Enforced,
+    /// Whether runners survive an orchestrator restart.
+    pub survives_restart: bool,
+}
+
+/// How to reach the worker of a runner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Connector {
+    UnixSocket { path: PathBuf },
+    Tcp { addr: String, token: String },
+}
+
+/// A sandbox the backend has running.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provisioned {
+    pub connector: Connector,
+    pub enforced: Enforced,
+    /// Backend-specific details kept with the runner (pids, container id, …).
+    pub handle: serde_json::Value,
+}
+
+/// A sandbox found on the host (for adoption and orphan sweeping).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Managed {
+    pub runner_id: String,
+    pub running: bool,
+}
+
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    fn capabilities(&self) -> Capabilities;
+    /// Checks that a spec can be honoured before anything is created.
+    fn check(&self, spec: &RunnerSpec) -> Result<()>;
+    /// Creates the sandbox and starts its worker; returns once the worker answers.
+    async fn provision(&self, spec: &RunnerSpec) -> Result<Provisioned>;
+    /// Starts a stopped sandbox again, its workspace intact.
+    async fn start(&self, spec: &RunnerSpec) -> Result<Provisioned>;
+    /// Stops the sandbox: running commands get `grace`, then everything is killed.
+    async fn stop(&self, runner_id: &str, grace: Duration) -> Result<()>;
+    /// Removes the sandbox and its workspace. Idempotent.
+    async fn destroy(&self, runner_id: &str) -> Result<()>;
+    /// Every sandbox of this backend on the host.
+    async fn list_managed(&self) -> Result<Vec<Managed>>;
+    /// The sandbox's own log (the worker's stdout and stderr), last `tail` lines.
+    async fn logs(&self, runner_id: &str, tail: usize) -> Result<String>;
+    fn connector(&self, runner_id: &str) -> Connector;
+}

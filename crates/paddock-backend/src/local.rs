@@ -1,0 +1,584 @@
+//! The local backend: each runner is a bubblewrap sandbox on this machine — its own
+//! mount, PID, IPC, UTS, network and user namespaces, read-only system directories, a
+//! writable workspace at `/workspace`, tmpfs `/tmp`, no capabilities, no new
+//! privileges, running as an unprivileged host user. Limits come from cgroups where the
+//! host offers them. A plain-process mode exists for hosts without bubblewrap; it is
+//! reported as `unisolated`.
+//!
+//! Runners are detached from the orchestrator (own process group, not its children
+//! after a restart), so they survive it; everything needed to find them again lives
+//! in the runner's directory: `<root>/<runner_id>/{workspace,sock,etc,meta.json,worker.log}`.
+
+use async_trait::async_trait;
+use paddock_core::runner::Isolation;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::worker::WorkerClient;
+use crate::{
+    cgroup, Backend, BackendError, Capabilities, Connector, Enforced, Enforcement, Managed,
+    NetworkPolicy, Provisioned, Result, RunnerSpec,
+};
+
+/// How the worker is started: a binary and the arguments before its own flags
+/// (`paddock` + `["worker"]`, or a standalone `paddock-worker` with none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerCommand {
+    pub path: PathBuf,
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LocalMode {
+    /// bubblewrap namespaces.
+    Bwrap,
+    /// A plain process: no isolation at all.
+    Process,
+}
+
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    /// Where runner directories live (e.g. `<data_dir>/runners`).
+    pub root: PathBuf,
+    pub worker: WorkerCommand,
+    pub mode: LocalMode,
+    /// The host user sandboxes run as (`None`: the orchestrator's own user).
+    pub sandbox_uid: Option<u32>,
+    /// How long a new worker may take to answer.
+    pub start_timeout: Duration,
+}
+
+impl LocalConfig {
+    pub fn new(root: PathBuf, worker: WorkerCommand) -> Self {
+        LocalConfig {
+            root,
+            worker,
+            mode: LocalMode::Bwrap,
+            sandbox_uid: Some(65534),
+            start_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// What the runner's directory records about its sandbox.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Meta {
+    mode: LocalMode,
+    /// Host pid of the process we started (bwrap, or the worker itself).
+    pid: i32,
+    /// Host pid of the sandbox's init (PID namespace), when bwrap reported it.
+    child_pid: Option<i32>,
+    enforced: Enforced,
+}
+
+pub struct LocalBackend {
+    cfg: LocalConfig,
+    bwrap: Option<PathBuf>,
+    setpriv: Option<PathBuf>,
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BackendError {
+    let context = context.into();
+    move |e| BackendError::io(context, e)
+}
+
+/// Whether `pid` is alive and its command line mentions `needle` (guards pid reuse).
+fn alive(pid: i32, needle: &str) -> bool {
+    match std::fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(c) => {
+            let c = String::from_utf8_lossy(&c);
+            c.contains(needle)
+        }
+        Err(_) => false,
+    }
+}
+
+fn kill(pid: i32, sig: i32) {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+impl LocalBackend {
+    pub fn new(cfg: LocalConfig) -> Self {
+        LocalBackend {
+            bwrap: which("bwrap"),
+            setpriv: which("setpriv"),
+            cfg,
+        }
+    }
+
+    /// Whether bubblewrap is installed (the contract suite needs to know).
+    pub fn has_bwrap(&self) -> bool {
+        self.bwrap.is_some()
+    }
+
+    fn dir(&self, id: &str) -> PathBuf {
+        self.cfg.root.join(id)
+    }
+
+    fn socket(&self, id: &str) -> PathBuf {
+        self.dir(id).join("sock").join("worker.sock")
+    }
+
+    fn read_meta(&self, id: &str) -> Option<Meta> {
+        let text = std::fs::read_to_string(self.dir(id).join("meta.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    fn is_running(&self, id: &str) -> bool {
+        let dir = self.dir(id).display().to_string();
+        self.read_meta(id).is_some_and(|m| alive(m.pid, &dir))
+    }
+
+    fn layout(&self, id: &str) -> Result<()> {
+        let dir = self.dir(id);
+        for sub in ["workspace", "sock", "etc"] {
+            std::fs::create_dir_all(dir.join(sub))
+                .map_err(io(format!("creating {}", dir.join(sub).display())))?;
+        }
+        if let Some(uid) = self.sandbox_uid() {
+            for sub in ["workspace", "sock"] {
+                let p = dir.join(sub);
+                std::os::unix::fs::chown(&p, Some(uid), Some(uid))
+                    .map_err(io(format!("chown {}", p.display())))?;
+            }
+        }
+        std::fs::set_permissions(dir.join("sock"), std::fs::Permissions::from_mode(0o700))
+            .map_err(io("securing the socket directory"))?;
+        std::fs::write(
+            dir.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\npaddock:x:1000:1000:Paddock runner:/workspace:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+        )
+        .map_err(io("writing passwd"))?;
+        std::fs::write(
+            dir.join("etc/group"),
+            "root:x:0:\npaddock:x:1000:\nnogroup:x:65534:\n",
+        )
+        .map_err(io("writing group"))?;
+        Ok(())
+    }
+
+    fn sandbox_uid(&self) -> Option<u32> {
+        // Dropping to another user needs setpriv; without it sandboxes keep our user.
+        self.setpriv.as_ref().and(self.cfg.sandbox_uid)
+    }
+
+    fn bwrap_args(&self, spec: &RunnerSpec, dir: &Path) -> Vec<String> {
+        let mut a: Vec<String> = vec![];
+        let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
+        push(&[
+            "--unshare-all",
+            "--unshare-user",
+            "--uid",
+            "1000",
+            "--gid",
+            "1000",
+        ]);
+        if spec.network == NetworkPolicy::Unrestricted {
+            push(&["--share-net"]);
+        }
+        push(&[
+            "--hostname",
+            "paddock",
+            "--new-session",
+            "--cap-drop",
+            "ALL",
+            "--clearenv",
+        ]);
+        push(&[
+            "--setenv",
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        ]);
+        push(&[
+            "--setenv",
+            "HOME",
+            "/workspace",
+            "--setenv",
+            "USER",
+            "paddock",
+        ]);
+        push(&["--setenv", "PADDOCK_RUNNER_ID", &spec.runner_id]);
+        for (k, v) in &spec.env {
+            push(&["--setenv", k, v]);
+        }
+        push(&["--ro-bind", "/usr", "/usr"]);
+        for d in ["/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"] {
+            match std::fs::read_link(d) {
+                Ok(target) => push(&["--symlink", &target.display().to_string(), d]),
+                Err(_) if Path::new(d).is_dir() => push(&["--ro-bind", d, d]),
+                Err(_) => {}
+            }
+        }
+        for f in [
+            "/etc/alternatives",
+            "/etc/ssl/certs",
+            "/etc/ca-certificates",
+            "/etc/ld.so.cache",
+            "/etc/localtime",
+            "/etc/nsswitch.conf",
+            "/etc/hosts",
+            "/etc/profile",
+        ] {
+            push(&["--ro-bind-try", f, f]);
+        }
+        if spec.network == NetworkPolicy::Unrestricted {
+            push(&["--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"]);
+        }
+        let d = |s: &str| dir.join(s).display().to_string();
+        push(&["--ro-bind", &d("etc/passwd"), "/etc/passwd"]);
+        push(&["--ro-bind", &d("etc/group"), "/etc/group"]);
+        push(&["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]);
+        push(&["--bind", &d("workspace"), "/workspace"]);
+        push(&["--bind", &d("sock"), "/run/paddock"]);
+        push(&[
+            "--ro-bind",
+            &self.cfg.worker.path.display().to_string(),
+            "/paddock/worker",
+        ]);
+        push(&[
+            "--chdir",
+            "/workspace",
+            "--info-fd",
+            "3",
+            "--",
+            "/paddock/worker",
+        ]);
+        let worker_args: Vec<&str> = self.cfg.worker.args.iter().map(String::as_str).collect();
+        push(&worker_args);
+        push(&[
+            "--socket",
+            "/run/paddock/worker.sock",
+            "--workspace",
+            "/workspace",
+        ]);
+        a
+    }
+
+    /// Starts the sandbox of an existing runner directory and waits for its worker.
+    async fn launch(&self, spec: &RunnerSpec) -> Result<Provisioned> {
+        let id = &spec.runner_id;
+        let dir = self.dir(id);
+        let sock = self.socket(id);
+        if sock.as_os_str().len() >= 100 {
+            return Err(BackendError::Unavailable {
+                backend: "local",
+                reason: format!(
+                    "the worker socket path {} is too long for a Unix socket; use a shorter data directory",
+                    sock.display()
+                ),
+            });
+        }
+        let _ = std::fs::remove_file(&sock);
+        let _ = std::fs::remove_file(dir.join("info.json"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("worker.log"))
+            .map_err(io("opening worker.log"))?;
+        let log2 = log.try_clone().map_err(io("opening worker.log"))?;
+        let groups = cgroup::create(id, &spec.limits);
+        let mut enforced = groups.enforced.clone();
+        let procs: Vec<String> = groups
+            .procs
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+
+        let mut cmd = tokio::process::Command::new("/bin/sh");
+        // The shell joins the runner's cgroups, then becomes the sandbox, so that no
+        // process of the runner ever runs outside its limits.
+        let mut script =
+            String::from("for p in $PADDOCK_CGROUP_PROCS; do echo $$ > \"$p\" || exit 97; done; ");
+        if spec.limits.memory_mb.is_some() && enforced.memory.is_none() {
+            // No memory cgroup: fall back to an address-space rlimit.
+            script.push_str("ulimit -v $PADDOCK_MEMORY_KB || exit 98; ");
+            enforced.memory = Some(Enforcement::Rlimit);
+        }
+        script.push_str("exec \"$@\" 3>\"$PADDOCK_INFO\"");
+        cmd.arg("-c").arg(script).arg("sh");
+        match self.cfg.mode {
+            LocalMode::Bwrap => {
+                let bwrap = self.bwrap.clone().ok_or(BackendError::Unavailable {
+                    backend: "local",
+                    reason: "bubblewrap (bwrap) is not installed".into(),
+                })?;
+                if let (Some(uid), Some(setpriv)) = (self.sandbox_uid(), &self.setpriv) {
+                    cmd.arg(setpriv)
+                        .arg(format!("--reuid={uid}"))
+                        .arg(format!("--regid={uid}"))
+                        .arg("--clear-groups")
+                        .arg("--");
+                }
+                cmd.arg(bwrap).args(self.bwrap_args(spec, &dir));
+            }
+            LocalMode::Process => {
+                cmd.arg(&self.cfg.worker.path)
+                    .args(&self.cfg.worker.args)
+                    .arg("--socket")
+                    .arg(&sock)
+                    .arg("--workspace")
+                    .arg(dir.join("workspace"));
+                cmd.env_clear()
+                    .env(
+                        "PATH",
+                        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                    )
+                    .env("HOME", dir.join("workspace"))
+                    .env("PADDOCK_RUNNER_ID", id)
+                    .envs(&spec.env);
+            }
+        }
+        cmd.env("PADDOCK_CGROUP_PROCS", procs.join(" "))
+            .env("PADDOCK_INFO", dir.join("info.json"))
+            .env(
+                "PADDOCK_MEMORY_KB",
+                (spec.limits.memory_mb.unwrap_or(0) * 1024).to_string(),
+            )
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2))
+            // Its own process group: a Ctrl-C or SIGTERM to the orchestrator's group
+            // does not reach the sandbox.
+            .process_group(0)
+            .kill_on_drop(false);
+        let mut child = cmd.spawn().map_err(io("starting the sandbox"))?;
+        let pid = child.id().map(|p| p as i32).unwrap_or(-1);
+        // Reap it when it exits while we run; after a restart, init does.
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        let client = WorkerClient::new(Connector::UnixSocket { path: sock.clone() });
+        let health = client.wait_healthy(self.cfg.start_timeout).await;
+        let child_pid = std::fs::read_to_string(dir.join("info.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["child-pid"].as_i64())
+            .map(|p| p as i32);
+        let meta = Meta {
+            mode: self.cfg.mode,
+            pid,
+            child_pid,
+            enforced: enforced.clone(),
+        };
+        std::fs::write(
+            dir.join("meta.json"),
+            serde_json::to_vec_pretty(&meta).unwrap_or_default(),
+        )
+        .map_err(io("writing meta.json"))?;
+        if let Err(e) = health {
+            let tail = self.logs(id, 20).await.unwrap_or_default();
+            let _ = self.kill_sandbox(id).await;
+            return Err(BackendError::Timeout(format!("{e}; sandbox log:\n{tail}")));
+        }
+        Ok(Provisioned {
+            connector: Connector::UnixSocket { path: sock },
+            enforced,
+            handle: json!({"pid": pid, "child_pid": child_pid, "mode": self.cfg.mode, "dir": dir}),
+        })
+    }
+
+    /// Kills every process of the sandbox and waits until they are gone.
+    async fn kill_sandbox(&self, id: &str) -> Result<()> {
+        let Some(meta) = self.read_meta(id) else {
+            return Ok(());
+        };
+        let dir = self.dir(id).display().to_string();
+        for p in cgroup::pids(id) {
+            kill(p, libc::SIGKILL);
+        }
+        if let Some(c) = meta.child_pid {
+            // SIGKILL to a PID namespace's init ends every process in it.
+            kill(c, libc::SIGKILL);
+        }
+        if alive(meta.pid, &dir) || meta.mode == LocalMode::Process {
+            kill(-meta.pid, libc::SIGKILL);
+            kill(meta.pid, libc::SIGKILL);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while alive(meta.pid, &dir) || !cgroup::pids(id).is_empty() {
+            if Instant::now() > deadline {
+                return Err(BackendError::Timeout(format!(
+                    "the sandbox of {id} did not die"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Backend for LocalBackend {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let (available, isolation, note) = match (self.cfg.mode, &self.bwrap) {
+            (LocalMode::Bwrap, Some(_)) => (true, Isolation::Namespaces, None),
+            (LocalMode::Bwrap, None) => (
+                false,
+                Isolation::Namespaces,
+                Some("bubblewrap (bwrap) is not installed".to_string()),
+            ),
+            (LocalMode::Process, _) => (
+                true,
+                Isolation::Unisolated,
+                Some("plain-process mode: runners are NOT isolated from this host".to_string()),
+            ),
+        };
+        let network_policies = match self.cfg.mode {
+            LocalMode::Bwrap => vec!["none".to_string(), "unrestricted".to_string()],
+            LocalMode::Process => vec!["unrestricted".to_string()],
+        };
+        Capabilities {
+            backend: "local".into(),
+            available,
+            note,
+            isolation,
+            network_policies,
+            snapshots: false,
+            stats: true,
+            limits: cgroup::capabilities(),
+            survives_restart: true,
+        }
+    }
+
+    fn check(&self, spec: &RunnerSpec) -> Result<()> {
+        let caps = self.capabilities();
+        if !caps.available {
+            return Err(BackendError::Unavailable {
+                backend: "local",
+                reason: caps.note.unwrap_or_default(),
+            });
+        }
+        if !caps
+            .network_policies
+            .iter()
+            .any(|p| p == spec.network.name())
+        {
+            return Err(BackendError::Unsupported {
+                field: "network".into(),
+                message: format!(
+                    "the local backend ({}) cannot enforce network policy {:?}; it supports {:?}",
+                    if self.cfg.mode == LocalMode::Bwrap {
+                        "bubblewrap"
+                    } else {
+                        "plain process"
+                    },
+                    spec.network.name(),
+                    caps.network_policies
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    async fn provision(&self, spec: &RunnerSpec) -> Result<Provisioned> {
+        self.check(spec)?;
+        self.layout(&spec.runner_id)?;
+        self.launch(spec).await
+    }
+
+    async fn start(&self, spec: &RunnerSpec) -> Result<Provisioned> {
+        self.check(spec)?;
+        let id = &spec.runner_id;
+        if !self.dir(id).join("workspace").is_dir() {
+            return Err(BackendError::NotFound(id.clone()));
+        }
+        if self.is_running(id) {
+            let meta = self.read_meta(id);
+            return Ok(Provisioned {
+                connector: self.connector(id),
+                enforced: meta.map(|m| m.enforced).unwrap_or_default(),
+                handle: json!({"adopted": true}),
+            });
+        }
+        self.layout(id)?;
+        self.launch(spec).await
+    }
+
+    async fn stop(&self, runner_id: &str, grace: Duration) -> Result<()> {
+        if self.is_running(runner_id) {
+            // Let running commands end their way first.
+            let client = WorkerClient::new(self.connector(runner_id));
+            let all = json!({});
+            let cancel = client.json(hyper::Method::POST, "/cancel", Some(&all));
+            let _ = tokio::time::timeout(grace.max(Duration::from_millis(100)), cancel).await;
+        }
+        self.kill_sandbox(runner_id).await?;
+        let _ = std::fs::remove_file(self.socket(runner_id));
+        Ok(())
+    }
+
+    async fn destroy(&self, runner_id: &str) -> Result<()> {
+        let dir = self.dir(runner_id);
+        if !dir.exists() {
+            cgroup::remove(runner_id);
+            return Ok(());
+        }
+        self.kill_sandbox(runner_id).await?;
+        cgroup::remove(runner_id);
+        tokio::fs::remove_dir_all(&dir)
+            .await
+            .map_err(io(format!("removing {}", dir.display())))?;
+        Ok(())
+    }
+
+    async fn list_managed(&self) -> Result<Vec<Managed>> {
+        let mut out = vec![];
+        let entries = match std::fs::read_dir(&self.cfg.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(BackendError::io("listing runners", e)),
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !e.path().join("workspace").is_dir() {
+                continue;
+            }
+            out.push(Managed {
+                running: self.is_running(&name),
+                runner_id: name,
+            });
+        }
+        out.sort_by(|a, b| a.runner_id.cmp(&b.runner_id));
+        Ok(out)
+    }
+
+    async fn logs(&self, runner_id: &str, tail: usize) -> Result<String> {
+        let path = self.dir(runner_id).join("worker.log");
+        let text = match tokio::fs::read(&path).await {
+            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(BackendError::NotFound(runner_id.to_string()))
+            }
+            Err(e) => return Err(BackendError::io("reading worker.log", e)),
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        Ok(lines[lines.len().saturating_sub(tail)..].join("\n"))
+    }
+
+    fn connector(&self, runner_id: &str) -> Connector {
+        Connector::UnixSocket {
+            path: self.socket(runner_id),
+        }
+    }
+}

@@ -1,0 +1,522 @@
+//! The runner manager: turns API requests into lifecycle transitions and backend calls.
+//! Every transition is persisted (with its `runner.state_changed` event) before the
+//! backend acts on it; on startup the manager adopts what survived a restart.
+
+use paddock_backend::{Backend, BackendError, Managed, RunnerSpec, WorkerClient};
+use paddock_core::lifecycle::RunnerState;
+use paddock_core::profile::Profiles;
+use paddock_core::runner::{NetworkPolicy, Runner};
+use paddock_core::{environment::Networking, id, ts, CoreError};
+use paddock_store::{PageReq, RunnerChange, RunnerFilter, Store};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+use crate::error::{ApiResult, ServerError};
+use crate::hub::Hub;
+
+/// `POST /v1/runners`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRunner {
+    #[serde(default)]
+    pub environment_id: Option<String>,
+    #[serde(default)]
+    pub execution_profile: Option<String>,
+    #[serde(default)]
+    pub session_id: Option<String>,
+    #[serde(default)]
+    pub env: Option<BTreeMap<String, String>>,
+}
+
+pub struct Manager {
+    store: Arc<dyn Store>,
+    hub: Arc<Hub>,
+    pub backends: BTreeMap<String, Arc<dyn Backend>>,
+    pub profiles: Profiles,
+    /// Serializes capacity checks with the inserts they guard.
+    admission: Mutex<()>,
+    stop_grace: Duration,
+}
+
+fn backend_err(field: &str, e: BackendError) -> ServerError {
+    match e {
+        BackendError::Unsupported { field: f, message } => {
+            ServerError::invalid(format!("{field}.{f}"), message)
+        }
+        BackendError::Unavailable { .. } => ServerError::Unavailable {
+            message: e.to_string(),
+            code: "backend_unavailable",
+        },
+        other => ServerError::Backend(other),
+    }
+}
+
+impl Manager {
+    pub fn new(
+        store: Arc<dyn Store>,
+        hub: Arc<Hub>,
+        backends: BTreeMap<String, Arc<dyn Backend>>,
+        profiles: Profiles,
+    ) -> Self {
+        Manager {
+            store,
+            hub,
+            backends,
+            profiles,
+            admission: Mutex::new(()),
+            stop_grace: Duration::from_secs(5),
+        }
+    }
+
+    fn backend(&self, name: &str) -> ApiResult<&Arc<dyn Backend>> {
+        self.backends
+            .get(name)
+            .ok_or_else(|| ServerError::Unavailable {
+                message: format!("backend {name:?} is not configured on this server"),
+                code: "backend_unavailable",
+            })
+    }
+
+    fn published(&self, c: &RunnerChange) {
+        if let Some(e) = &c.session_event {
+            self.hub.published(&e.session_id, e.seq);
+        }
+    }
+
+    /// Moves a runner through the lifecycle (persisted, with its event).
+    async fn transition(
+        &self,
+        id: &str,
+        to: RunnerState,
+        error: Option<String>,
+        enforced: Option<serde_json::Value>,
+    ) -> ApiResult<Runner> {
+        let now = ts::now();
+        let change = self
+            .store
+            .update_runner(
+                id,
+                Box::new(move |r| {
+                    let mut n = r.clone();
+                    n.transition(to, now)?;
+                    n.error = error;
+                    if let Some(e) = enforced {
+                        n.enforced = e;
+                    }
+                    Ok(Some(n))
+                }),
+            )
+            .await?;
+        self.published(&change);
+        Ok(change.runner)
+    }
+
+    fn spec(r: &Runner) -> RunnerSpec {
+        RunnerSpec {
+            runner_id: r.id.clone(),
+            session_id: r.session_id.clone(),
+            image: r.image.clone(),
+            env: r.env.clone(),
+            limits: r.limits.clone(),
+            network: r.network.clone(),
+        }
+    }
+
+    pub async fn create(&self, req: CreateRunner) -> ApiResult<Runner> {
+        let env = match &req.environment_id {
+            Some(eid) => {
+                let e = self.store.get_environment(eid).await?;
+                if e.archived_at.is_some() {
+                    return Err(CoreError::invalid_code(
+                        "environment_id",
+                        format!("environment {eid:?} is archived"),
+                        "environment_archived",
+                    )
+                    .into());
+                }
+                Some(e)
+            }
+            None => None,
+        };
+        let session = match &req.session_id {
+            Some(sid) => Some(self.store.get_session(sid).await?),
+            None => None,
+        };
+        let requested = req
+            .execution_profile
+            .clone()
+            .or_else(|| session.as_ref().and_then(|s| s.execution_profile.clone()))
+            .or_else(|| env.as_ref().and_then(|e| e.execution_profile.clone()));
+        let (pname, profile) = self
+            .profiles
+            .resolve("execution_profile", requested.as_deref())?;
+        if let Some(s) = &session {
+            if !profile.allows_agent(&s.agent.id, &s.agent.name) {
+                return Err(ServerError::invalid(
+                    "execution_profile",
+                    format!("profile {pname:?} does not allow agent {:?}", s.agent.name),
+                ));
+            }
+        }
+        let backend_name = serde_json::to_value(profile.backend)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        if let Some(b) = env.as_ref().and_then(|e| e.backend) {
+            if b != profile.backend {
+                return Err(ServerError::invalid(
+                    "environment_id",
+                    format!(
+                        "the environment asks for backend {b:?} but profile {pname:?} uses {:?}",
+                        profile.backend
+                    ),
+                ));
+            }
+        }
+        let backend = self.backend(&backend_name)?.clone();
+        // The profile caps; the environment may ask for less.
+        let mut limits = profile.limits();
+        if let Some(e) = &env {
+            let l = &e.resource_limits;
+            let pick =
+                |field: &str, want: Option<u64>, cap: Option<u64>| -> ApiResult<Option<u64>> {
+                    match (want, cap) {
+                        (Some(w), Some(c)) if w > c => Err(ServerError::invalid(
+                            format!("environment.resource_limits.{field}"),
+                            format!("{w} is above profile {pname:?}'s limit of {c}"),
+                        )),
+                        (Some(w), _) => Ok(Some(w)),
+                        (None, c) => Ok(c),
+                    }
+                };
+            limits.memory_mb = pick("memory_mb", l.memory_mb, limits.memory_mb)?;
+            limits.pids = pick("pids", l.pids, limits.pids)?;
+            limits.disk_mb = pick("disk_mb", l.disk_mb, limits.disk_mb)?;
+            limits.cpu = match (l.cpu, limits.cpu) {
+                (Some(w), Some(c)) if w > c => {
+                    return Err(ServerError::invalid(
+                        "environment.resource_limits.cpu",
+                        format!("{w} is above profile {pname:?}'s limit of {c}"),
+                    ))
+                }
+                (Some(w), _) => Some(w),
+                (None, c) => c,
+            };
+        }
+        let mut network = profile.network_policy();
+        if let Some(e) = &env {
+            if let paddock_core::environment::EnvConfig::Cloud { networking, .. } = &e.config {
+                let asked = match networking {
+                    Networking::Unrestricted {} => NetworkPolicy::Unrestricted,
+                    Networking::Limited { allowed_hosts, .. } => NetworkPolicy::Limited {
+                        allowed_hosts: allowed_hosts.clone(),
+                    },
+                };
+                network = network.narrowest(&asked);
+            }
+        }
+        let mut vars = env.as_ref().map(|e| e.env.clone()).unwrap_or_default();
+        vars.extend(req.env.clone().unwrap_or_default());
+        let now = ts::now();
+        let runner = Runner {
+            id: id::new(id::RUNNER),
+            kind: "runner".into(),
+            state: RunnerState::Creating,
+            backend: backend_name.clone(),
+            isolation: backend.capabilities().isolation,
+            execution_profile: Some(pname.clone()),
+            environment_id: env.as_ref().map(|e| e.id.clone()),
+            session_id: session.as_ref().map(|s| s.id.clone()),
+            error: None,
+            image: profile
+                .runbook
+                .clone()
+                .or_else(|| env.as_ref().and_then(|e| e.runbook.clone())),
+            network,
+            limits,
+            enforced: serde_json::Value::Null,
+            env: vars,
+            created_at: now,
+            updated_at: now,
+        };
+        let spec = Self::spec(&runner);
+        backend
+            .check(&spec)
+            .map_err(|e| backend_err("execution_profile", e))?;
+        {
+            let _guard = self.admission.lock().await;
+            if let Some(max) = profile.max_runners {
+                let active = self.store.count_active_runners(&pname).await?;
+                if active >= u64::from(max) {
+                    return Err(ServerError::Unavailable {
+                        message: format!(
+                            "profile {pname:?} already has {active} of its {max} runners active"
+                        ),
+                        code: "capacity_exceeded",
+                    });
+                }
+            }
+            let change = self.store.insert_runner(runner).await?;
+            self.published(&change);
+        }
+        let id = spec.runner_id.clone();
+        self.transition(&id, RunnerState::Provisioning, None, None)
+            .await?;
+        match backend.provision(&spec).await {
+            Ok(p) => {
+                let enforced = serde_json::to_value(&p.enforced).ok();
+                self.transition(&id, RunnerState::Running, None, enforced)
+                    .await
+            }
+            Err(e) => {
+                tracing::warn!(runner_id = %id, error = %e, "provisioning failed");
+                self.transition(
+                    &id,
+                    RunnerState::Errored,
+                    Some(format!("provisioning failed: {e}")),
+                    None,
+                )
+                .await
+            }
+        }
+    }
+
+    pub async fn stop(&self, id: &str) -> ApiResult<Runner> {
+        let r = self.store.get_runner(id).await?;
+        match r.state {
+            RunnerState::Stopped => Ok(r),
+            RunnerState::Running => self.stop_running(r).await,
+            other => Err(CoreError::Conflict {
+                message: format!("runner {id} is {other}; only a running runner can be stopped"),
+            }
+            .into()),
+        }
+    }
+
+    async fn stop_running(&self, r: Runner) -> ApiResult<Runner> {
+        let backend = self.backend(&r.backend)?.clone();
+        self.transition(&r.id, RunnerState::Stopping, None, None)
+            .await?;
+        match backend.stop(&r.id, self.stop_grace).await {
+            Ok(()) => {
+                self.transition(&r.id, RunnerState::Stopped, None, None)
+                    .await
+            }
+            Err(e) => {
+                self.transition(
+                    &r.id,
+                    RunnerState::Errored,
+                    Some(format!("stop failed: {e}")),
+                    None,
+                )
+                .await
+            }
+        }
+    }
+
+    pub async fn start(&self, id: &str) -> ApiResult<Runner> {
+        let r = self.store.get_runner(id).await?;
+        match r.state {
+            RunnerState::Running => Ok(r),
+            RunnerState::Stopped => {
+                let backend = self.backend(&r.backend)?.clone();
+                self.transition(id, RunnerState::Provisioning, None, None)
+                    .await?;
+                match backend.start(&Self::spec(&r)).await {
+                    Ok(p) => {
+                        let enforced = serde_json::to_value(&p.enforced).ok();
+                        self.transition(id, RunnerState::Running, None, enforced)
+                            .await
+                    }
+                    Err(e) => {
+                        self.transition(
+                            id,
+                            RunnerState::Errored,
+                            Some(format!("start failed: {e}")),
+                            None,
+                        )
+                        .await
+                    }
+                }
+            }
+            other => Err(CoreError::Conflict {
+                message: format!("runner {id} is {other}; only a stopped runner can be started"),
+            }
+            .into()),
+        }
+    }
+
+    /// Destroys a runner (stopping it first when it runs). Idempotent.
+    pub async fn destroy(&self, id: &str) -> ApiResult<Runner> {
+        let mut r = self.store.get_runner(id).await?;
+        if r.state == RunnerState::Running {
+            r = self.stop_running(r).await?;
+        }
+        match r.state {
+            RunnerState::Destroyed => return Ok(r),
+            RunnerState::Stopped | RunnerState::Errored => {
+                r = self
+                    .transition(id, RunnerState::Destroying, r.error.clone(), None)
+                    .await?;
+            }
+            // A destroy that failed halfway is retried.
+            RunnerState::Destroying => {}
+            other => {
+                return Err(CoreError::Conflict {
+                    message: format!("runner {id} is {other}; retry once it settles"),
+                }
+                .into())
+            }
+        }
+        let backend = self.backend(&r.backend)?.clone();
+        backend.destroy(id).await.map_err(ServerError::Backend)?;
+        self.transition(id, RunnerState::Destroyed, None, None)
+            .await
+    }
+
+    /// A client of the runner's worker; the runner must be running.
+    pub async fn worker(&self, id: &str) -> ApiResult<WorkerClient> {
+        let r = self.store.get_runner(id).await?;
+        if r.state != RunnerState::Running {
+            return Err(CoreError::Conflict {
+                message: format!("runner {id} is {}; it must be running", r.state),
+            }
+            .into());
+        }
+        Ok(WorkerClient::new(self.backend(&r.backend)?.connector(id)))
+    }
+
+    pub async fn sandbox_logs(&self, id: &str, tail: usize) -> ApiResult<String> {
+        let r = self.store.get_runner(id).await?;
+        match self.backend(&r.backend)?.logs(id, tail).await {
+            Ok(l) => Ok(l),
+            Err(BackendError::NotFound(_)) => Ok(String::new()),
+            Err(e) => Err(ServerError::Backend(e)),
+        }
+    }
+
+    /// After a (re)start: re-attach runners that survived, mark what was lost, and
+    /// destroy sandboxes no runner owns.
+    pub async fn adopt(&self) -> ApiResult<()> {
+        let mut known: HashSet<String> = HashSet::new();
+        let mut live: Vec<Runner> = vec![];
+        let mut page = PageReq {
+            limit: 200,
+            ..PageReq::default()
+        };
+        loop {
+            let p = self
+                .store
+                .list_runners(RunnerFilter::default(), page.clone())
+                .await?;
+            for r in p.data {
+                if r.state != RunnerState::Destroyed {
+                    known.insert(r.id.clone());
+                }
+                live.push(r);
+            }
+            match p.next {
+                Some(c) => page.cursor = Some(c),
+                None => break,
+            }
+        }
+        let mut found: BTreeMap<String, Managed> = BTreeMap::new();
+        for (name, b) in &self.backends {
+            match b.list_managed().await {
+                Ok(ms) => {
+                    for m in ms {
+                        found.insert(m.runner_id.clone(), m);
+                    }
+                }
+                Err(e) => tracing::warn!(backend = %name, error = %e, "cannot list sandboxes"),
+            }
+        }
+        for r in live {
+            let running = found.get(&r.id).is_some_and(|m| m.running);
+            match r.state {
+                RunnerState::Running => {
+                    let healthy = running
+                        && match self.backends.get(&r.backend) {
+                            Some(b) => WorkerClient::new(b.connector(&r.id))
+                                .wait_healthy(Duration::from_secs(3))
+                                .await
+                                .is_ok(),
+                            None => false,
+                        };
+                    if healthy {
+                        tracing::info!(runner_id = %r.id, "adopted running runner");
+                    } else {
+                        tracing::warn!(runner_id = %r.id, "runner lost while the orchestrator was down");
+                        self.transition(
+                            &r.id,
+                            RunnerState::Errored,
+                            Some("the sandbox was lost while the orchestrator was down; destroy and recreate it".into()),
+                            None,
+                        )
+                        .await?;
+                    }
+                }
+                RunnerState::Creating | RunnerState::Provisioning => {
+                    if let Some(b) = self.backends.get(&r.backend) {
+                        let _ = b.stop(&r.id, Duration::ZERO).await;
+                    }
+                    if r.state == RunnerState::Creating {
+                        self.transition(&r.id, RunnerState::Provisioning, None, None)
+                            .await?;
+                    }
+                    self.transition(
+                        &r.id,
+                        RunnerState::Errored,
+                        Some("the orchestrator stopped while this runner was provisioning; destroy and recreate it".into()),
+                        None,
+                    )
+                    .await?;
+                }
+                RunnerState::Stopping => {
+                    let result = match self.backends.get(&r.backend) {
+                        Some(b) => b
+                            .stop(&r.id, Duration::ZERO)
+                            .await
+                            .map_err(|e| e.to_string()),
+                        None => Err("backend not configured".into()),
+                    };
+                    match result {
+                        Ok(()) => {
+                            self.transition(&r.id, RunnerState::Stopped, None, None)
+                                .await?
+                        }
+                        Err(e) => {
+                            self.transition(
+                                &r.id,
+                                RunnerState::Errored,
+                                Some(format!("stop failed: {e}")),
+                                None,
+                            )
+                            .await?
+                        }
+                    };
+                }
+                RunnerState::Stopped | RunnerState::Errored if running => {
+                    if let Some(b) = self.backends.get(&r.backend) {
+                        let _ = b.stop(&r.id, Duration::ZERO).await;
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (id, m) in found {
+            if !known.contains(&id) {
+                tracing::warn!(runner_id = %id, running = m.running, "sweeping an orphaned sandbox");
+                for b in self.backends.values() {
+                    if let Err(e) = b.destroy(&id).await {
+                        tracing::warn!(runner_id = %id, error = %e, "cannot sweep orphan");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
