@@ -17,6 +17,9 @@ pub enum CliError {
     Unreachable { url: String, source: reqwest::Error },
     #[error("{0}")]
     Usage(String),
+    /// A command run through Paddock ended with this code.
+    #[error("exit {0}")]
+    Exit(u8),
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -26,6 +29,7 @@ impl CliError {
         match self {
             CliError::Api { status, .. } if *status < 500 => 1,
             CliError::Usage(_) => 2,
+            CliError::Exit(c) => *c,
             CliError::Unreachable { .. } => 3,
             _ => 4,
         }
@@ -207,6 +211,79 @@ impl Client {
             }
         }
         Ok(())
+    }
+
+    /// Runs a command in a runner, copying its output to ours as it arrives; returns
+    /// its exit code (128 + signal when killed, 124 on timeout).
+    pub async fn exec(
+        &self,
+        id: &str,
+        argv: &[String],
+        timeout: Option<u64>,
+    ) -> Result<u8, CliError> {
+        use std::io::Write;
+        let mut body = serde_json::json!({"argv": argv});
+        if let Some(t) = timeout {
+            body["timeout_ms"] = serde_json::json!(t * 1000);
+        }
+        let resp = self
+            .http
+            .post(format!("{}/v1/runners/{id}/exec", self.base))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|source| CliError::Unreachable {
+                url: self.base.clone(),
+                source,
+            })?;
+        let status = resp.status();
+        if !status.is_success() {
+            let v: Value = resp.json().await.unwrap_or(Value::Null);
+            return Err(CliError::Api {
+                status: status.as_u16(),
+                kind: v["error"]["type"].as_str().unwrap_or("error").to_string(),
+                message: v["error"]["message"].as_str().unwrap_or("").to_string(),
+            });
+        }
+        let mut stream = resp.bytes_stream();
+        let mut buf: Vec<u8> = vec![];
+        let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| CliError::Other(e.into()))?;
+            buf.extend_from_slice(&chunk);
+            while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=nl).collect();
+                let Ok(rec) = serde_json::from_slice::<Value>(&line) else {
+                    continue;
+                };
+                let bytes = paddock_backend::worker::record_bytes(&rec);
+                match rec["type"].as_str() {
+                    Some("stdout") => {
+                        let _ = out.write_all(&bytes);
+                        let _ = out.flush();
+                    }
+                    Some("stderr") => {
+                        let _ = err.write_all(&bytes);
+                        let _ = err.flush();
+                    }
+                    Some("exit") => {
+                        if rec["timed_out"].as_bool() == Some(true) {
+                            eprintln!("paddock: the command timed out");
+                            return Ok(124);
+                        }
+                        if let Some(code) = rec["code"].as_i64() {
+                            return Ok(code.clamp(0, 255) as u8);
+                        }
+                        let sig = rec["signal"].as_i64().unwrap_or(9);
+                        return Ok((128 + sig).clamp(0, 255) as u8);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Err(CliError::Other(anyhow::anyhow!(
+            "the exec stream ended without an exit status"
+        )))
     }
 
     fn print_event(&self, e: &Value) {

@@ -47,9 +47,34 @@ enum Cmd {
     /// Manage sessions and their events.
     #[command(subcommand)]
     Sessions(SessionCmd),
-    /// Inspect runners.
+    /// Manage runners (sandboxes).
     #[command(subcommand)]
     Runners(RunnerCmd),
+    /// Run one command in a new runner: provision, stream its output, exit with its
+    /// code, clean up (unless --keep).
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Execution profile (default: the server's default profile).
+    #[arg(long)]
+    profile: Option<String>,
+    /// Backend to run on (picks the first profile that uses it).
+    #[arg(long)]
+    executor: Option<String>,
+    /// Environment to take variables, limits and network from.
+    #[arg(long = "env")]
+    environment: Option<String>,
+    /// Keep the runner afterwards (its id is printed on stderr).
+    #[arg(long)]
+    keep: bool,
+    /// Kill the command after this many seconds.
+    #[arg(long)]
+    timeout: Option<u64>,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
 }
 
 #[derive(Args)]
@@ -225,6 +250,15 @@ enum SessionCmd {
 
 #[derive(Subcommand)]
 enum RunnerCmd {
+    /// Provision a runner.
+    Create {
+        #[arg(long)]
+        profile: Option<String>,
+        #[arg(long = "env")]
+        environment: Option<String>,
+        #[arg(long)]
+        session: Option<String>,
+    },
     List {
         #[command(flatten)]
         list: ListArgs,
@@ -233,6 +267,29 @@ enum RunnerCmd {
     },
     Get {
         id: String,
+    },
+    Stop {
+        id: String,
+    },
+    Start {
+        id: String,
+    },
+    /// Destroy a runner and its workspace (idempotent).
+    Destroy {
+        id: String,
+    },
+    /// Run a command in a runner, streaming its output; exits with its code.
+    Exec {
+        id: String,
+        #[arg(long)]
+        timeout: Option<u64>,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    Logs {
+        id: String,
+        #[arg(long, default_value_t = 200)]
+        tail: u32,
     },
 }
 
@@ -511,19 +568,131 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             ),
         },
         Cmd::Runners(cmd) => match cmd {
+            RunnerCmd::Create {
+                profile,
+                environment,
+                session,
+            } => {
+                let mut b = Map::new();
+                set(&mut b, "execution_profile", profile);
+                set(&mut b, "environment_id", environment);
+                set(&mut b, "session_id", session);
+                let r = c.post("/v1/runners", &Value::Object(b), None).await?;
+                output::warn_unisolated(&r);
+                c.show(r, output::RUNNER);
+            }
             RunnerCmd::List { list, states } => {
                 let mut q = list_query(&list);
                 q.retain(|(k, _)| k != "include_archived");
                 q.extend(states.into_iter().map(|s| ("states[]".to_string(), s)));
                 c.list("/v1/runners", q, list.all, output::RUNNER).await?
             }
-            RunnerCmd::Get { id } => c.show(
-                c.get(&format!("/v1/runners/{id}"), &[]).await?,
+            RunnerCmd::Get { id } => {
+                let r = c.get(&format!("/v1/runners/{id}"), &[]).await?;
+                output::warn_unisolated(&r);
+                c.show(r, output::RUNNER)
+            }
+            RunnerCmd::Stop { id } => c.show(
+                c.post(&format!("/v1/runners/{id}/stop"), &json!({}), None)
+                    .await?,
                 output::RUNNER,
             ),
+            RunnerCmd::Start { id } => c.show(
+                c.post(&format!("/v1/runners/{id}/start"), &json!({}), None)
+                    .await?,
+                output::RUNNER,
+            ),
+            RunnerCmd::Destroy { id } => c.show(
+                c.delete(&format!("/v1/runners/{id}")).await?,
+                output::RUNNER,
+            ),
+            RunnerCmd::Exec {
+                id,
+                timeout,
+                command,
+            } => {
+                let code = c.exec(&id, &command, timeout).await?;
+                return Err(CliError::Exit(code));
+            }
+            RunnerCmd::Logs { id, tail } => {
+                let v = c
+                    .get(
+                        &format!("/v1/runners/{id}/logs"),
+                        &[("tail".into(), tail.to_string())],
+                    )
+                    .await?;
+                if cli.json {
+                    output::print_json(&v);
+                } else {
+                    let sandbox = v["sandbox"].as_str().unwrap_or("");
+                    if !sandbox.is_empty() {
+                        println!("{}", sandbox.trim_end());
+                    }
+                    for l in v["worker"]["lines"].as_array().into_iter().flatten() {
+                        println!(
+                            "{}",
+                            l.as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| l.to_string())
+                        );
+                    }
+                }
+            }
         },
+        Cmd::Run(args) => {
+            let code = run_once(&c, args).await?;
+            return Err(CliError::Exit(code));
+        }
     }
     Ok(())
+}
+
+/// `paddock run`: provision, stream, clean up; returns the command's exit code.
+async fn run_once(c: &Client, a: RunArgs) -> Result<u8, CliError> {
+    let mut profile = a.profile;
+    if let Some(exec) = &a.executor {
+        let profiles = c.get("/v1/profiles", &[]).await?;
+        let list = profiles["data"].as_array().cloned().unwrap_or_default();
+        let fits = |p: &Value| p["backend"].as_str() == Some(exec.as_str());
+        match &profile {
+            Some(name) => {
+                let p = list
+                    .iter()
+                    .find(|p| p["name"].as_str() == Some(name.as_str()));
+                if !p.is_some_and(fits) {
+                    return Err(CliError::Usage(format!(
+                        "profile {name:?} does not run on executor {exec:?}"
+                    )));
+                }
+            }
+            None => {
+                let p = list.iter().find(|p| fits(p)).ok_or_else(|| {
+                    CliError::Usage(format!("no execution profile runs on executor {exec:?}"))
+                })?;
+                profile = p["name"].as_str().map(str::to_string);
+            }
+        }
+    }
+    let mut b = Map::new();
+    set(&mut b, "execution_profile", profile);
+    set(&mut b, "environment_id", a.environment);
+    let r = c.post("/v1/runners", &Value::Object(b), None).await?;
+    output::warn_unisolated(&r);
+    let id = r["id"].as_str().unwrap_or_default().to_string();
+    let result = if r["state"] != "running" {
+        Err(CliError::Usage(format!(
+            "runner {id} did not start: {}",
+            r["error"].as_str().unwrap_or("unknown reason")
+        )))
+    } else {
+        c.exec(&id, &a.command, a.timeout).await
+    };
+    if a.keep {
+        eprintln!("runner {id} kept");
+    } else if let Err(e) = c.delete(&format!("/v1/runners/{id}")).await {
+        eprintln!("warning: could not destroy runner {id}: {e}");
+    }
+    result
 }
 
 #[tokio::main]
@@ -531,6 +700,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Exit(code)) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(e.exit_code())

@@ -31,10 +31,22 @@ pub const RUNNER: Columns = &[
     ("STATE", "/state"),
     ("BACKEND", "/backend"),
     ("ISOLATION", "/isolation"),
+    ("PROFILE", "/execution_profile"),
+    ("NETWORK", "/network/type"),
     ("SESSION", "/session_id"),
     ("ERROR", "/error"),
 ];
 pub const DELETED: Columns = &[("ID", "/id"), ("TYPE", "/type")];
+
+/// Says loudly on stderr when a runner is not isolated from its host.
+pub fn warn_unisolated(r: &Value) {
+    if r["isolation"] == "unisolated" {
+        eprintln!(
+            "WARNING: runner {} is UNISOLATED: it runs as a plain process on the Paddock host",
+            r["id"].as_str().unwrap_or("?")
+        );
+    }
+}
 
 fn cell(v: &Value, pointer: &str) -> String {
     match v.pointer(pointer) {

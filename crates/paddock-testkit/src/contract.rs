@@ -1,0 +1,395 @@
+//! The backend contract suite. Each check takes a backend (and, for adoption, a way to
+//! build a fresh instance of it, as a restarted orchestrator would) and panics with a
+//! clear message on the first broken promise.
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::Method;
+use paddock_backend::worker::{ExecOutput, WorkerClient};
+use paddock_backend::{Backend, Limits, Managed, NetworkPolicy, RunnerSpec};
+use paddock_core::id;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub fn spec(network: NetworkPolicy, limits: Limits) -> RunnerSpec {
+    RunnerSpec {
+        runner_id: id::new(id::RUNNER),
+        session_id: None,
+        image: None,
+        env: BTreeMap::from([("PADDOCK_TEST".to_string(), "contract".to_string())]),
+        limits,
+        network,
+    }
+}
+
+async fn provision(b: &dyn Backend, spec: &RunnerSpec) -> WorkerClient {
+    b.provision(spec)
+        .await
+        .unwrap_or_else(|e| panic!("{}: provision failed: {e}", b.name()));
+    WorkerClient::new(b.connector(&spec.runner_id))
+}
+
+pub async fn sh(w: &WorkerClient, script: &str) -> ExecOutput {
+    w.exec(&json!({"command": script}))
+        .await
+        .unwrap_or_else(|e| panic!("exec {script:?}: {e}"))
+}
+
+async fn raw(w: &WorkerClient, method: Method, path: &str, body: &[u8]) -> (u16, Bytes) {
+    let resp = w
+        .request(
+            method,
+            path,
+            Bytes::copy_from_slice(body),
+            Some("application/octet-stream"),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    let status = resp.status().as_u16();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn managed(list: &[Managed], id: &str) -> Option<bool> {
+    list.iter().find(|m| m.runner_id == id).map(|m| m.running)
+}
+
+/// provision → healthz → exec → files → stop/start keeps the workspace → list-managed →
+/// destroy (twice).
+pub async fn lifecycle(b: &dyn Backend) {
+    let spec = spec(NetworkPolicy::None, Limits::default());
+    let id = spec.runner_id.clone();
+    let w = provision(b, &spec).await;
+    let h = w.healthz().await.expect("healthz");
+    assert_eq!(h["status"], "ok", "{h}");
+
+    // Exit codes, stderr, environment.
+    let ok = sh(&w, "echo hello; echo oops >&2; echo $PADDOCK_TEST").await;
+    assert_eq!(ok.code, Some(0));
+    assert_eq!(ok.stdout_text(), "hello\ncontract\n");
+    assert_eq!(ok.stderr_text(), "oops\n");
+    assert_eq!(sh(&w, "exit 3").await.code, Some(3));
+    let argv = w
+        .exec(&json!({"argv": ["printf", "%s|", "a b", "c"], "stdin": ""}))
+        .await
+        .expect("argv exec");
+    assert_eq!(argv.stdout_text(), "a b|c|");
+    let piped = w
+        .exec(&json!({"command": "tr a-z A-Z", "stdin": "shout"}))
+        .await
+        .expect("stdin exec");
+    assert_eq!(piped.stdout_text(), "SHOUT");
+
+    // Large output arrives whole.
+    let big = sh(&w, "head -c 3000000 /dev/zero | tr '\\0' 'x'").await;
+    assert_eq!(big.stdout.len(), 3_000_000, "large output is complete");
+    assert!(big.stdout.iter().all(|c| *c == b'x'));
+
+    // A timeout kills the command and everything it started.
+    let started = Instant::now();
+    let t = w
+        .exec(&json!({"command": "sleep 30 & sleep 30; echo never", "timeout_ms": 400}))
+        .await
+        .expect("timeout exec");
+    assert!(t.timed_out, "{t:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the timeout took {:?}",
+        started.elapsed()
+    );
+    let left = sh(
+        &w,
+        "cat /proc/[0-9]*/comm 2>/dev/null | grep -c '^sleep$' || true",
+    )
+    .await;
+    assert_eq!(
+        left.stdout_text().trim(),
+        "0",
+        "no process of a timed-out command survives"
+    );
+
+    // Cancel ends a running command.
+    let w2 = w.clone();
+    let long = tokio::spawn(async move {
+        w2.exec(&json!({"command": "sleep 30", "id": "long-one"}))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let c = w
+        .json(Method::POST, "/cancel", Some(&json!({"id": "long-one"})))
+        .await
+        .expect("cancel");
+    assert_eq!(c["cancelled"], json!(["long-one"]), "{c}");
+    let out = tokio::time::timeout(Duration::from_secs(10), long)
+        .await
+        .expect("cancelled exec ends")
+        .expect("task")
+        .expect("exec");
+    assert!(out.cancelled, "{out:?}");
+
+    // Files round trip.
+    let (st, _) = raw(
+        &w,
+        Method::PUT,
+        "/files/write?path=dir/note.txt&mkdirs=true",
+        b"remember me",
+    )
+    .await;
+    assert!((200..300).contains(&st), "write: {st}");
+    let (st, body) = raw(&w, Method::GET, "/files/read?path=dir/note.txt", b"").await;
+    assert_eq!((st, body.as_ref()), (200, b"remember me".as_ref()));
+    let list = w
+        .json(Method::GET, "/files/list?path=dir", None)
+        .await
+        .expect("list");
+    let names: Vec<&str> = list["entries"]
+        .as_array()
+        .or_else(|| list.as_array())
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert_eq!(names, ["note.txt"], "{list}");
+    let stat = w
+        .json(Method::GET, "/files/stat?path=dir/note.txt", None)
+        .await
+        .expect("stat");
+    assert_eq!(stat["size"], 11, "{stat}");
+    assert_eq!(
+        sh(&w, "cat /workspace/dir/note.txt").await.stdout_text(),
+        "remember me"
+    );
+
+    // Stop, then start: the workspace is intact.
+    let found = b.list_managed().await.expect("list managed");
+    assert_eq!(
+        managed(&found, &id),
+        Some(true),
+        "list-managed finds the running runner"
+    );
+    b.stop(&id, Duration::from_secs(2)).await.expect("stop");
+    assert!(
+        w.healthz().await.is_err(),
+        "a stopped runner's worker does not answer"
+    );
+    let found = b.list_managed().await.expect("list managed");
+    assert_eq!(
+        managed(&found, &id),
+        Some(false),
+        "a stopped runner is listed as not running"
+    );
+    b.start(&spec).await.expect("start");
+    let w = WorkerClient::new(b.connector(&id));
+    assert_eq!(
+        sh(&w, "cat dir/note.txt").await.stdout_text(),
+        "remember me"
+    );
+
+    // Delete a file, then destroy twice.
+    let (st, _) = raw(&w, Method::DELETE, "/files?path=dir/note.txt", b"").await;
+    assert!((200..300).contains(&st), "delete: {st}");
+    let (st, _) = raw(&w, Method::GET, "/files/read?path=dir/note.txt", b"").await;
+    assert_eq!(st, 404);
+    b.destroy(&id).await.expect("destroy");
+    b.destroy(&id).await.expect("destroy is idempotent");
+    let found = b.list_managed().await.expect("list managed");
+    assert_eq!(managed(&found, &id), None, "a destroyed runner is gone");
+}
+
+/// A runner outlives the backend instance that made it: a fresh instance (a restarted
+/// orchestrator) finds it running and can use it.
+pub async fn adoption(b: Arc<dyn Backend>, fresh: impl Fn() -> Arc<dyn Backend>) {
+    let spec = spec(NetworkPolicy::None, Limits::default());
+    let id = spec.runner_id.clone();
+    let w = provision(b.as_ref(), &spec).await;
+    sh(&w, "echo kept > adopted.txt").await;
+    drop(b);
+    let b2 = fresh();
+    let found = b2.list_managed().await.expect("list managed");
+    assert_eq!(
+        managed(&found, &id),
+        Some(true),
+        "the new instance finds the runner running"
+    );
+    let w2 = WorkerClient::new(b2.connector(&id));
+    assert_eq!(sh(&w2, "cat adopted.txt").await.stdout_text(), "kept\n");
+    b2.destroy(&id).await.expect("destroy");
+}
+
+/// Attacks from inside the sandbox; each must fail.
+pub async fn isolation_attacks(b: &dyn Backend) {
+    let caps = b.capabilities();
+    let limits = Limits {
+        pids: Some(64),
+        ..Limits::default()
+    };
+    let spec = spec(NetworkPolicy::None, limits);
+    let id = spec.runner_id.clone();
+    let w = provision(b, &spec).await;
+
+    // Files outside the workspace: a host file next to the runners, and system files.
+    let secret_dir = std::env::temp_dir().join(format!("paddock-secret-{id}"));
+    std::fs::create_dir_all(&secret_dir).expect("secret dir");
+    let secret = secret_dir.join("secret.txt");
+    std::fs::write(&secret, "host secret").expect("secret");
+    let read = sh(&w, &format!("cat {} 2>&1", secret.display())).await;
+    assert_ne!(
+        read.code,
+        Some(0),
+        "reading a host file must fail: {read:?}"
+    );
+    assert!(!read.stdout_text().contains("host secret"));
+    let shadow = sh(&w, "cat /etc/shadow 2>&1").await;
+    assert_ne!(
+        shadow.code,
+        Some(0),
+        "/etc/shadow must not be readable: {shadow:?}"
+    );
+    for target in [
+        "/usr/bin/paddock-pwned",
+        "/etc/passwd",
+        &format!("{}/x", secret_dir.display()),
+    ] {
+        let wr = sh(&w, &format!("echo pwned > {target} 2>&1")).await;
+        assert_ne!(wr.code, Some(0), "writing {target} must fail: {wr:?}");
+    }
+    assert!(!std::path::Path::new("/usr/bin/paddock-pwned").exists());
+    assert!(!secret_dir.join("x").exists());
+    assert_eq!(
+        std::fs::read_to_string("/etc/passwd")
+            .map(|p| p.contains("pwned"))
+            .ok(),
+        Some(false)
+    );
+    let _ = std::fs::remove_dir_all(&secret_dir);
+
+    // Host processes are invisible.
+    let procs = sh(&w, "ls /proc | grep -c '^[0-9][0-9]*$'").await;
+    let n: u32 = procs.stdout_text().trim().parse().unwrap_or(999);
+    assert!(
+        n < 16,
+        "the sandbox sees {n} processes; the host's must be hidden"
+    );
+    let host_pid = std::process::id();
+    let mine = sh(
+        &w,
+        &format!("cat /proc/{host_pid}/cmdline 2>/dev/null | tr '\\0' ' '"),
+    )
+    .await;
+    let own_cmdline =
+        std::fs::read_to_string(format!("/proc/{host_pid}/cmdline")).unwrap_or_default();
+    assert!(
+        own_cmdline.is_empty()
+            || !mine
+                .stdout_text()
+                .contains(own_cmdline.split('\0').next().unwrap_or("?")),
+        "the test process is visible inside the sandbox"
+    );
+
+    // No privileges: not root, no capabilities, no new privileges, no mounts.
+    let who = sh(
+        &w,
+        "id -u; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status",
+    )
+    .await;
+    let text = who.stdout_text();
+    assert!(!text.starts_with("0\n"), "the sandbox runs as root: {text}");
+    assert!(text.contains("CapEff:\t0000000000000000"), "{text}");
+    assert!(text.contains("NoNewPrivs:\t1"), "{text}");
+    let mount = sh(&w, "mount -t tmpfs none /tmp 2>&1").await;
+    assert_ne!(mount.code, Some(0), "mount must fail: {mount:?}");
+
+    // A TCP listener on the host is unreachable under network: none ...
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let port = listener.local_addr().expect("addr").port();
+    let probe = format!("bash -c 'echo hi > /dev/tcp/127.0.0.1/{port}' 2>&1");
+    let tcp = sh(&w, &probe).await;
+    assert_ne!(
+        tcp.code,
+        Some(0),
+        "connecting to the host must fail: {tcp:?}"
+    );
+    assert!(
+        listener.accept().is_err(),
+        "the host listener accepted a connection from the sandbox"
+    );
+    // ... and reachable with unrestricted networking (so the probe itself works).
+    if caps.network_policies.iter().any(|p| p == "unrestricted") {
+        let open = spec_with(NetworkPolicy::Unrestricted);
+        let wo = provision(b, &open).await;
+        let ok = sh(&wo, &probe).await;
+        assert_eq!(ok.code, Some(0), "the control connection must work: {ok:?}");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while listener.accept().is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the control connection never arrived"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        b.destroy(&open.runner_id).await.expect("destroy");
+    }
+
+    // A fork bomb stops at the pids limit.
+    if caps.limits.pids.is_some() {
+        let bomb = sh(
+            &w,
+            "n=0; for i in $(seq 1 200); do sleep 20 & n=$((n+1)); done 2>/dev/null; \
+             ls /proc | grep -c '^[0-9][0-9]*$'",
+        )
+        .await;
+        let alive: u32 = bomb
+            .stdout_text()
+            .trim()
+            .lines()
+            .last()
+            .unwrap_or("999")
+            .trim()
+            .parse()
+            .unwrap_or(999);
+        assert!(
+            alive <= 64,
+            "{alive} processes ran under a pids limit of 64: {bomb:?}"
+        );
+        assert!(
+            bomb.stderr_text().to_lowercase().contains("fork") || alive < 200,
+            "the fork bomb was not stopped: {bomb:?}"
+        );
+        // The runner still works once the bomb is gone.
+        w.json(Method::POST, "/cancel", Some(&json!({}))).await.ok();
+    } else {
+        eprintln!(
+            "SKIPPED fork-bomb check: {} enforces no pids limit on this host",
+            b.name()
+        );
+    }
+    b.destroy(&id).await.expect("destroy");
+}
+
+fn spec_with(network: NetworkPolicy) -> RunnerSpec {
+    spec(network, Limits::default())
+}
+
+/// The whole suite, in order.
+pub async fn run_all(b: Arc<dyn Backend>, fresh: impl Fn() -> Arc<dyn Backend>) {
+    lifecycle(b.as_ref()).await;
+    isolation_attacks(b.as_ref()).await;
+    adoption(b, fresh).await;
+}
+
+/// Reads a value's `name` fields (helper for list answers).
+pub fn names(v: &Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["name"].as_str().map(str::to_string))
+        .collect()
+}
