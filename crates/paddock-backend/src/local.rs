@@ -151,15 +151,39 @@ impl LocalBackend {
             std::fs::create_dir_all(dir.join(sub))
                 .map_err(io(format!("creating {}", dir.join(sub).display())))?;
         }
+        let mode = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m))
+                .map_err(io(format!("chmod {}", p.display())))
+        };
+        // Others may pass through the runner directory but not list it; the workspace
+        // and socket belong to the sandbox user alone.
+        mode(&self.cfg.root, 0o711)?;
+        mode(&dir, 0o711)?;
+        mode(&dir.join("etc"), 0o755)?;
+        mode(&dir.join("workspace"), 0o700)?;
+        mode(&dir.join("sock"), 0o700)?;
         if let Some(uid) = self.sandbox_uid() {
             for sub in ["workspace", "sock"] {
                 let p = dir.join(sub);
                 std::os::unix::fs::chown(&p, Some(uid), Some(uid))
                     .map_err(io(format!("chown {}", p.display())))?;
             }
+            // The sandbox user must be able to reach its directory to mount it.
+            for a in dir.ancestors().skip(1) {
+                let m = std::fs::metadata(a).map_err(io(format!("inspecting {}", a.display())))?;
+                if m.permissions().mode() & 0o001 == 0 {
+                    return Err(BackendError::Unavailable {
+                        backend: "local",
+                        reason: format!(
+                            "sandboxes run as uid {uid}, which cannot traverse {} (mode {:o}); \
+                             make it world-traversable (chmod o+x) or choose another data directory",
+                            a.display(),
+                            m.permissions().mode() & 0o7777
+                        ),
+                    });
+                }
+            }
         }
-        std::fs::set_permissions(dir.join("sock"), std::fs::Permissions::from_mode(0o700))
-            .map_err(io("securing the socket directory"))?;
         std::fs::write(
             dir.join("etc/passwd"),
             "root:x:0:0:root:/root:/bin/sh\npaddock:x:1000:1000:Paddock runner:/workspace:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
@@ -174,8 +198,14 @@ impl LocalBackend {
     }
 
     fn sandbox_uid(&self) -> Option<u32> {
-        // Dropping to another user needs setpriv; without it sandboxes keep our user.
-        self.setpriv.as_ref().and(self.cfg.sandbox_uid)
+        // Dropping to another user needs root and setpriv; otherwise sandboxes keep our
+        // (unprivileged) user, mapped by bubblewrap's user namespace.
+        // SAFETY: geteuid(2) has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        self.setpriv
+            .as_ref()
+            .filter(|_| root)
+            .and(self.cfg.sandbox_uid)
     }
 
     fn bwrap_args(&self, spec: &RunnerSpec, dir: &Path) -> Vec<String> {

@@ -63,9 +63,14 @@ impl Default for LocalSettings {
     }
 }
 
-/// The data directory when none is configured: `$XDG_DATA_HOME/paddock`,
-/// else `~/.local/share/paddock`, else `./paddock-data`.
+/// The data directory when none is configured: `/var/lib/paddock` for root (sandboxes
+/// run as an unprivileged user and must reach it), else `$XDG_DATA_HOME/paddock`, else
+/// `~/.local/share/paddock`, else `./paddock-data`.
 pub fn default_data_dir() -> PathBuf {
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from("/var/lib/paddock");
+    }
     if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(x).join("paddock");
     }
