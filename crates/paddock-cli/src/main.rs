@@ -50,6 +50,12 @@ enum Cmd {
     /// Manage runners (sandboxes).
     #[command(subcommand)]
     Runners(RunnerCmd),
+    /// The in-sandbox worker (started by backends; see docs/worker-protocol.md).
+    #[command(disable_help_flag = true)]
+    Worker {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Run one command in a new runner: provision, stream its output, exit with its
     /// code, clean up (unless --keep).
     Run(RunArgs),
@@ -639,12 +645,20 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 }
             }
         },
+        Cmd::Worker { .. } => unreachable_worker()?,
         Cmd::Run(args) => {
             let code = run_once(&c, args).await?;
             return Err(CliError::Exit(code));
         }
     }
     Ok(())
+}
+
+/// `worker` is dispatched in `main` before the client runs; reaching it here is a bug.
+fn unreachable_worker() -> Result<(), CliError> {
+    Err(CliError::Usage(
+        "`paddock worker` must be the first argument".into(),
+    ))
 }
 
 /// `paddock run`: provision, stream, clean up; returns the command's exit code.
@@ -695,10 +709,24 @@ async fn run_once(c: &Client, a: RunArgs) -> Result<u8, CliError> {
     result
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // `paddock worker …` is the in-sandbox worker: it owns its runtime and arguments.
+    let mut argv = std::env::args().skip(1);
+    if argv.next().as_deref() == Some("worker") {
+        return paddock_worker::cli::main(argv);
+    }
     let cli = Cli::parse();
-    match run(cli).await {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::Exit(code)) => ExitCode::from(code),
         Err(e) => {
