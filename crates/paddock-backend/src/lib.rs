@@ -36,7 +36,12 @@ pub enum BackendError {
         source: std::io::Error,
     },
     #[error("the worker answered {status}: {message}")]
-    Worker { status: u16, message: String },
+    Worker {
+        status: u16,
+        /// The worker's `error.type` (e.g. `path_forbidden`), when it gave one.
+        kind: Option<String>,
+        message: String,
+    },
     #[error("the worker is unreachable: {0}")]
     Unreachable(String),
     #[error("timed out: {0}")]

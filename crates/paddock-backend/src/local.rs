@@ -550,8 +550,23 @@ impl Backend for LocalBackend {
             // Let running commands end their way first.
             let client = WorkerClient::new(self.connector(runner_id));
             let all = json!({});
+            let deadline = Instant::now() + grace.max(Duration::from_millis(100));
             let cancel = client.json(hyper::Method::POST, "/cancel", Some(&all));
-            let _ = tokio::time::timeout(grace.max(Duration::from_millis(100)), cancel).await;
+            if tokio::time::timeout_at(deadline.into(), cancel)
+                .await
+                .is_ok()
+            {
+                // Wait for the cancelled commands to end (their streams then close with
+                // an exit record), at most until the grace runs out.
+                while Instant::now() < deadline {
+                    match client.json(hyper::Method::GET, "/status", None).await {
+                        Ok(s) if s["running"].as_array().is_some_and(|r| !r.is_empty()) => {
+                            tokio::time::sleep(Duration::from_millis(25)).await;
+                        }
+                        _ => break,
+                    }
+                }
+            }
         }
         self.kill_sandbox(runner_id).await?;
         let _ = std::fs::remove_file(self.socket(runner_id));

@@ -66,6 +66,22 @@ fn decode_b64(s: &str) -> Vec<u8> {
     out
 }
 
+/// The error a worker answered with (`{"type":"error","error":{type,message}}`).
+pub fn worker_error(status: u16, body: &[u8]) -> BackendError {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    BackendError::Worker {
+        status,
+        kind: v["error"]["type"].as_str().map(str::to_string),
+        message: v["error"]["message"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned()),
+    }
+}
+
+/// How long a worker may take to accept a request and answer with headers.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl WorkerClient {
     pub fn new(connector: Connector) -> Self {
         WorkerClient { connector }
@@ -77,6 +93,25 @@ impl WorkerClient {
 
     /// Sends one request on a fresh connection and returns the streaming response.
     pub async fn request(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Bytes,
+        content_type: Option<&str>,
+    ) -> Result<Response<Incoming>> {
+        tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            self.request_inner(method, path_and_query, body, content_type),
+        )
+        .await
+        .map_err(|_| {
+            BackendError::Timeout(format!(
+                "the worker did not answer {path_and_query} within {REQUEST_TIMEOUT:?}"
+            ))
+        })?
+    }
+
+    async fn request_inner(
         &self,
         method: Method,
         path_and_query: &str,
@@ -99,7 +134,7 @@ impl WorkerClient {
                 let (s, c) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                     .await
                     .map_err(|e| unreachable(&e))?;
-                (s, tokio::spawn(async move { c.await }))
+                (s, tokio::spawn(c))
             }
             Connector::Tcp { addr, token } => {
                 req = req.header("authorization", format!("Bearer {token}"));
@@ -109,7 +144,7 @@ impl WorkerClient {
                 let (s, c) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                     .await
                     .map_err(|e| unreachable(&e))?;
-                (s, tokio::spawn(async move { c.await }))
+                (s, tokio::spawn(c))
             }
         };
         let req = req
@@ -140,13 +175,7 @@ impl WorkerClient {
             .to_bytes();
         let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         if !status.is_success() {
-            return Err(BackendError::Worker {
-                status: status.as_u16(),
-                message: v["error"]["message"]
-                    .as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned()),
-            });
+            return Err(worker_error(status.as_u16(), &body));
         }
         Ok(v)
     }
@@ -193,11 +222,7 @@ impl WorkerClient {
                 .await
                 .map_err(|e| BackendError::Unreachable(e.to_string()))?
                 .to_bytes();
-            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            return Err(BackendError::Worker {
-                status: status.as_u16(),
-                message: v["error"]["message"].as_str().unwrap_or("").to_string(),
-            });
+            return Err(worker_error(status.as_u16(), &body));
         }
         let mut out = ExecOutput::default();
         let mut stream = resp.into_body().into_data_stream();

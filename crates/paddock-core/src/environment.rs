@@ -250,7 +250,8 @@ pub fn valid_host_pattern(h: &str) -> bool {
         })
 }
 
-fn valid_env_name(k: &str) -> bool {
+/// A valid environment variable name: letters, digits and `_`, not starting with a digit.
+pub fn valid_env_name(k: &str) -> bool {
     let mut chars = k.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')

@@ -200,8 +200,10 @@ mod tests {
     #[test]
     fn profiles_validate_with_field_paths() {
         assert!(Profiles::default().validate().is_ok());
-        let mut p = Profiles::default();
-        p.default = "fast".into();
+        let p = Profiles {
+            default: "fast".into(),
+            ..Profiles::default()
+        };
         assert!(p
             .validate()
             .unwrap_err()

@@ -24,10 +24,11 @@ pub enum Isolation {
 }
 
 /// What a runner may reach on the network, weakest to strongest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum NetworkPolicy {
     /// Loopback only.
+    #[default]
     None,
     /// Only the listed hosts (and `*.domain` patterns), through an egress proxy.
     Limited {
@@ -66,12 +67,6 @@ impl NetworkPolicy {
             _ if self.rank() <= other.rank() => self.clone(),
             _ => other.clone(),
         }
-    }
-}
-
-impl Default for NetworkPolicy {
-    fn default() -> Self {
-        NetworkPolicy::None
     }
 }
 

@@ -90,44 +90,52 @@ impl ServerError {
                     B::Unsupported { .. } => (
                         StatusCode::BAD_REQUEST,
                         "invalid_request_error",
-                        "unsupported",
+                        "unsupported".to_string(),
                     ),
                     B::NotFound(_) => (
                         StatusCode::NOT_FOUND,
                         "not_found_error",
-                        "sandbox_not_found",
+                        "sandbox_not_found".to_string(),
                     ),
-                    B::Worker { status, .. } => match *status {
-                        400 => (
-                            StatusCode::BAD_REQUEST,
-                            "invalid_request_error",
-                            "worker_rejected",
-                        ),
-                        403 => (StatusCode::FORBIDDEN, "permission_error", "path_forbidden"),
-                        404 => (StatusCode::NOT_FOUND, "not_found_error", "file_not_found"),
-                        413 => (
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            "invalid_request_error",
-                            "request_too_large",
-                        ),
-                        _ => (StatusCode::BAD_GATEWAY, "api_error", "worker_error"),
-                    },
-                    B::Unreachable(_) => {
-                        (StatusCode::BAD_GATEWAY, "api_error", "worker_unreachable")
+                    B::Worker { status, kind, .. } => {
+                        // The worker's answer keeps its meaning; its error type is the code.
+                        let code = kind.clone().unwrap_or_else(|| "worker_error".into());
+                        match *status {
+                            400 => (StatusCode::BAD_REQUEST, "invalid_request_error", code),
+                            401 | 403 => (StatusCode::FORBIDDEN, "permission_error", code),
+                            404 => (StatusCode::NOT_FOUND, "not_found_error", code),
+                            409 => (StatusCode::CONFLICT, "conflict_error", code),
+                            413 => (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", code),
+                            422 => (
+                                StatusCode::UNPROCESSABLE_ENTITY,
+                                "invalid_request_error",
+                                code,
+                            ),
+                            _ => (StatusCode::BAD_GATEWAY, "api_error", code),
+                        }
                     }
+                    B::Unreachable(_) => (
+                        StatusCode::BAD_GATEWAY,
+                        "api_error",
+                        "worker_unreachable".to_string(),
+                    ),
                     B::Timeout(_) => (
                         StatusCode::GATEWAY_TIMEOUT,
                         "timeout_error",
-                        "backend_timeout",
+                        "backend_timeout".to_string(),
                     ),
                     B::Unavailable { .. } => (
                         StatusCode::SERVICE_UNAVAILABLE,
                         "overloaded_error",
-                        "backend_unavailable",
+                        "backend_unavailable".to_string(),
                     ),
-                    B::Io { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "api_error", "backend_io"),
+                    B::Io { .. } => (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "api_error",
+                        "backend_io".to_string(),
+                    ),
                 };
-                (status, kind, e.to_string(), Some(code.to_string()))
+                (status, kind, e.to_string(), Some(code))
             }
             ServerError::NotFound { code, .. } => (
                 StatusCode::NOT_FOUND,

@@ -127,6 +127,7 @@ fn routes() -> Routes {
     .add("POST", "/v1/runners/{runner_id}/stop", runners::stop)
     .add("POST", "/v1/runners/{runner_id}/start", runners::start)
     .add("POST", "/v1/runners/{runner_id}/exec", runners::exec)
+    .add("POST", "/v1/runners/{runner_id}/cancel", runners::cancel)
     .add("GET", "/v1/runners/{runner_id}/status", runners::status)
     .add("GET", "/v1/runners/{runner_id}/logs", runners::logs)
     .add("GET", "/v1/runners/{runner_id}/events", runners::events)

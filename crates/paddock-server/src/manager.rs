@@ -142,7 +142,20 @@ impl Manager {
             None => None,
         };
         let session = match &req.session_id {
-            Some(sid) => Some(self.store.get_session(sid).await?),
+            Some(sid) => {
+                let s = self.store.get_session(sid).await?;
+                if s.archived_at.is_some()
+                    || s.status == paddock_core::session::SessionStatus::Terminated
+                {
+                    return Err(CoreError::Conflict {
+                        message: format!(
+                            "session {sid} is archived or terminated and takes no runner"
+                        ),
+                    }
+                    .into());
+                }
+                Some(s)
+            }
             None => None,
         };
         let requested = req
@@ -219,7 +232,15 @@ impl Manager {
             }
         }
         let mut vars = env.as_ref().map(|e| e.env.clone()).unwrap_or_default();
-        vars.extend(req.env.clone().unwrap_or_default());
+        for (k, v) in req.env.clone().unwrap_or_default() {
+            if !paddock_core::environment::valid_env_name(&k) || v.contains('\0') {
+                return Err(ServerError::invalid(
+                    format!("env.{k}"),
+                    "variable names are letters, digits and _ (not starting with a digit); values hold no NUL",
+                ));
+            }
+            vars.insert(k, v);
+        }
         let now = ts::now();
         let runner = Runner {
             id: id::new(id::RUNNER),
@@ -263,6 +284,26 @@ impl Manager {
             self.published(&change);
         }
         let id = spec.runner_id.clone();
+        if let Some(sid) = &spec.session_id {
+            let rid = id.clone();
+            let (_, ev) = self
+                .store
+                .update_session(
+                    sid,
+                    Box::new(move |s| {
+                        let mut n = s.clone();
+                        n.runner_id = Some(rid.clone());
+                        n.updated_at = ts::now();
+                        let changed =
+                            serde_json::Map::from_iter([("runner_id".to_string(), rid.into())]);
+                        Ok(Some((n, changed)))
+                    }),
+                )
+                .await?;
+            if let Some(e) = ev {
+                self.hub.published(sid, e.seq);
+            }
+        }
         self.transition(&id, RunnerState::Provisioning, None, None)
             .await?;
         match backend.provision(&spec).await {

@@ -1,10 +1,9 @@
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::header::CONTENT_TYPE;
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
-use paddock_backend::BackendError;
+use paddock_backend::worker::worker_error;
 use paddock_core::lifecycle::RunnerState;
 use paddock_store::{Order, RunnerFilter};
 use serde_json::{json, Value};
@@ -84,20 +83,20 @@ async fn forward(
             .await
             .map(|c| c.to_bytes())
             .unwrap_or_default();
-        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        return Err(ServerError::Backend(BackendError::Worker {
-            status: status.as_u16(),
-            message: v["error"]["message"]
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned()),
-        }));
+        return Err(ServerError::Backend(worker_error(status.as_u16(), &bytes)));
     }
-    let ct = resp.headers().get(CONTENT_TYPE).cloned();
-    let mut out = Response::new(axum::body::Body::new(resp.into_body()));
+    // The worker's own headers (content type and length, X-Paddock-*) pass through;
+    // hop-by-hop ones do not.
+    let (parts, body) = resp.into_parts();
+    let mut out = Response::new(axum::body::Body::new(body));
     *out.status_mut() = status;
-    if let Some(ct) = ct {
-        out.headers_mut().insert(CONTENT_TYPE, ct);
+    for (name, value) in &parts.headers {
+        if !matches!(
+            name.as_str(),
+            "connection" | "transfer-encoding" | "keep-alive" | "date"
+        ) {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
     }
     Ok(out)
 }
@@ -171,6 +170,33 @@ pub async fn files_delete(
     forward(&s, &id, Method::DELETE, "/files", q, Bytes::new(), None).await
 }
 
+/// `POST /v1/runners/{id}/cancel`: stops running commands (`{"id"}`, or all).
+pub async fn cancel(
+    State(s): State<AppState>,
+    Id(id): Id,
+    Body(body): Body,
+) -> ApiResult<Response> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        Bytes::from_static(b"{}")
+    } else {
+        body
+    };
+    let v: Value = paddock_core::common::parse_json(&body)?;
+    if !v.is_object() {
+        return Err(ServerError::invalid("body", "expected a JSON object"));
+    }
+    forward(
+        &s,
+        &id,
+        Method::POST,
+        "/cancel",
+        None,
+        body,
+        Some("application/json"),
+    )
+    .await
+}
+
 /// `GET /v1/runners/{id}/status`: the worker's live resource figures.
 pub async fn status(State(s): State<AppState>, Id(id): Id) -> ApiResult<Response> {
     let client = s.manager.worker(&id).await?;
@@ -216,7 +242,8 @@ pub async fn events(
 }
 
 /// `GET /v1/backends`: what each configured backend really enforces here.
-pub async fn backends(State(s): State<AppState>) -> ApiResult<Response> {
+pub async fn backends(State(s): State<AppState>, RawQuery(q): RawQuery) -> ApiResult<Response> {
+    Query::parse(q.as_deref())?.finish()?;
     let data: Vec<Value> = s
         .manager
         .backends
@@ -231,7 +258,8 @@ pub async fn backends(State(s): State<AppState>) -> ApiResult<Response> {
 }
 
 /// `GET /v1/profiles`: the execution profiles runners can be created from.
-pub async fn profiles(State(s): State<AppState>) -> ApiResult<Response> {
+pub async fn profiles(State(s): State<AppState>, RawQuery(q): RawQuery) -> ApiResult<Response> {
+    Query::parse(q.as_deref())?.finish()?;
     let p = &s.manager.profiles;
     let data: Vec<Value> = p
         .profiles

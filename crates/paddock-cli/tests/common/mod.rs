@@ -1,0 +1,99 @@
+//! A real `paddock serve` process for tests, and the CLI pointed at it.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::net::TcpListener;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_paddock");
+
+pub struct Serve {
+    pub child: Child,
+    pub url: String,
+    /// The server's stderr (a file, so a chatty server never blocks on a full pipe).
+    pub log: std::path::PathBuf,
+}
+
+impl Serve {
+    pub fn start(data_dir: &std::path::Path) -> Serve {
+        Self::start_with(data_dir, None)
+    }
+
+    /// Starts `paddock serve` on a free port, with an optional `paddock.toml`.
+    pub fn start_with(data_dir: &std::path::Path, config: Option<&std::path::Path>) -> Serve {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let log =
+            std::env::temp_dir().join(format!("paddock-serve-{port}-{}.log", std::process::id()));
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("PADDOCK_LOG_FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log_file));
+        if let Some(c) = config {
+            cmd.arg("--config").arg(c);
+        }
+        let child = cmd.spawn().expect("paddock serve starts");
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "paddock serve did not listen within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Serve { child, url, log }
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env("PADDOCK_URL", &self.url)
+            .output()
+            .expect("paddock runs")
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.cli(&all);
+        assert!(
+            out.status.success(),
+            "paddock {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("--json prints JSON")
+    }
+
+    /// SIGTERM, then wait: returns the exit status and the server's log.
+    pub fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                return (status, log);
+            }
+            assert!(Instant::now() < deadline, "paddock serve ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
