@@ -428,8 +428,18 @@ fn runners_survive_a_restart_and_the_lost_and_orphaned_are_handled() {
     assert_eq!(r["state"], "errored", "{r}");
     assert!(r["error"].as_str().expect("reason").contains("lost"), "{r}");
 
+    // A crashed orchestrator leaves runners running too.
+    s2.crash();
+    assert!(
+        alive(keep_pid),
+        "the sandbox outlived an orchestrator crash"
+    );
+    let s2b = Serve::start_with(d.path(), Some(&cfg));
+    let ex = s2b.cli(&["runners", "exec", &keep, "--", "cat", "mark"]);
+    assert_eq!(text(&ex).0, "survived\n", "adopted again after the crash");
+
     // Orphans: a sandbox no runner record owns is swept at start.
-    let (status, _) = s2.terminate();
+    let (status, _) = s2b.terminate();
     assert!(status.success());
     for f in ["paddock.db", "paddock.db-wal", "paddock.db-shm"] {
         let _ = std::fs::remove_file(d.path().join(f));

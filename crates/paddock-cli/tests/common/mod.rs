@@ -72,6 +72,12 @@ impl Serve {
         serde_json::from_slice(&out.stdout).expect("--json prints JSON")
     }
 
+    /// SIGKILL (a crash), then wait.
+    pub fn crash(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("wait");
+    }
+
     /// SIGTERM, then wait: returns the exit status and the server's log.
     pub fn terminate(mut self) -> (std::process::ExitStatus, String) {
         let pid = self.child.id().to_string();
