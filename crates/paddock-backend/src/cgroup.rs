@@ -209,6 +209,57 @@ pub fn pids(runner_id: &str) -> Vec<i32> {
     out
 }
 
+/// OOM kills in the runner's memory group (`oom_kill` in `memory.events` on v2,
+/// `memory.oom_control` on v1), when readable.
+pub fn oom_kills(runner_id: &str) -> Option<u64> {
+    let v2 = Path::new(ROOT)
+        .join(GROUP)
+        .join(runner_id)
+        .join("memory.events");
+    let v1 = Path::new(ROOT)
+        .join("memory")
+        .join(GROUP)
+        .join(runner_id)
+        .join("memory.oom_control");
+    for f in [v2, v1] {
+        if let Ok(text) = fs::read_to_string(&f) {
+            return text.lines().find_map(|l| {
+                l.strip_prefix("oom_kill ")
+                    .and_then(|n| n.trim().parse().ok())
+            });
+        }
+    }
+    None
+}
+
+fn read_u64(p: &Path) -> Option<u64> {
+    let t = fs::read_to_string(p).ok()?;
+    let t = t.trim();
+    // "max" (v2) and the v1 "unlimited" sentinel both mean no limit.
+    t.parse::<u64>().ok().filter(|v| *v < (1u64 << 62))
+}
+
+/// Memory and pids of the runner's groups, read from the host.
+pub fn stats(runner_id: &str) -> crate::Stats {
+    let v2 = Path::new(ROOT).join(GROUP).join(runner_id);
+    if v2.join("cgroup.procs").exists() {
+        return crate::Stats {
+            memory_bytes: read_u64(&v2.join("memory.current")),
+            memory_limit_bytes: read_u64(&v2.join("memory.max")),
+            pids: read_u64(&v2.join("pids.current")),
+            pids_limit: read_u64(&v2.join("pids.max")),
+        };
+    }
+    let mem = Path::new(ROOT).join("memory").join(GROUP).join(runner_id);
+    let pids = Path::new(ROOT).join("pids").join(GROUP).join(runner_id);
+    crate::Stats {
+        memory_bytes: read_u64(&mem.join("memory.usage_in_bytes")),
+        memory_limit_bytes: read_u64(&mem.join("memory.limit_in_bytes")),
+        pids: read_u64(&pids.join("pids.current")),
+        pids_limit: read_u64(&pids.join("pids.max")),
+    }
+}
+
 /// Removes the runner's groups (they must be empty).
 pub fn remove(runner_id: &str) {
     for d in dirs(runner_id) {

@@ -126,6 +126,15 @@ pub struct Provisioned {
     pub handle: serde_json::Value,
 }
 
+/// Usage measured by the backend; `None` where it cannot tell.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub memory_bytes: Option<u64>,
+    pub memory_limit_bytes: Option<u64>,
+    pub pids: Option<u64>,
+    pub pids_limit: Option<u64>,
+}
+
 /// A sandbox found on the host (for adoption and orphan sweeping).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Managed {
@@ -152,4 +161,13 @@ pub trait Backend: Send + Sync + 'static {
     /// The sandbox's own log (the worker's stdout and stderr), last `tail` lines.
     async fn logs(&self, runner_id: &str, tail: usize) -> Result<String>;
     fn connector(&self, runner_id: &str) -> Connector;
+    /// Writes a point-in-time copy of the runner's workspace to `dest`; returns its size.
+    async fn snapshot(&self, runner_id: &str, dest: &std::path::Path) -> Result<u64>;
+    /// Replaces the workspace of a runner with no running sandbox (stopped, or not yet
+    /// provisioned) by the snapshot at `src`. A failure leaves the workspace as it was.
+    async fn restore(&self, runner_id: &str, src: &std::path::Path) -> Result<()>;
+    /// How many times the kernel OOM-killed a process of the runner, when it can tell.
+    fn oom_kills(&self, runner_id: &str) -> Option<u64>;
+    /// Usage the backend measures from outside the sandbox (cgroups, the engine).
+    fn stats(&self, runner_id: &str) -> Stats;
 }

@@ -286,6 +286,121 @@ impl Client {
         )))
     }
 
+    /// `paddock logs`: the last lines, then new ones as they come with `follow`.
+    pub async fn logs(&self, id: &str, lines: u32, follow: bool) -> Result<(), CliError> {
+        let v = self
+            .get(
+                &format!("/v1/runners/{id}/logs"),
+                &[("tail".into(), lines.to_string())],
+            )
+            .await?;
+        if self.json {
+            println!("{v}");
+        } else {
+            let sandbox = v["sandbox"].as_str().unwrap_or("");
+            if !sandbox.is_empty() {
+                println!("{}", sandbox.trim_end());
+            }
+            for w in v["worker"]["output"].as_array().into_iter().flatten() {
+                print!("{}", w["data"].as_str().unwrap_or(""));
+            }
+        }
+        if !follow {
+            return Ok(());
+        }
+        let resp = self
+            .http
+            .get(format!("{}/v1/runners/{id}/logs", self.base))
+            .query(&[("follow", "true")])
+            .send()
+            .await
+            .map_err(|source| CliError::Unreachable {
+                url: self.base.clone(),
+                source,
+            })?;
+        if !resp.status().is_success() {
+            let status = resp.status().as_u16();
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            return Err(CliError::Api {
+                status,
+                kind: body["error"]["type"]
+                    .as_str()
+                    .unwrap_or("error")
+                    .to_string(),
+                message: body["error"]["message"].as_str().unwrap_or("").to_string(),
+            });
+        }
+        let mut stream = resp.bytes_stream();
+        let mut buf = String::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| CliError::Other(e.into()))?;
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let frame: String = buf.drain(..end + 2).collect();
+                let data: String = frame
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(str::trim_start)
+                    .collect();
+                let Ok(rec) = serde_json::from_str::<Value>(&data) else {
+                    continue;
+                };
+                if self.json {
+                    println!("{rec}");
+                } else if rec["type"] == "end" {
+                    eprintln!(
+                        "paddock: {}",
+                        rec["reason"].as_str().unwrap_or("the stream ended")
+                    );
+                    return Ok(());
+                } else {
+                    let text = rec["text"].as_str().unwrap_or("");
+                    if rec["source"] == "exec" {
+                        print!("{text}");
+                    } else {
+                        println!("{text}");
+                    }
+                    use std::io::Write;
+                    let _ = std::io::stdout().flush();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `paddock dashboard`: the fleet, once or every `watch` seconds; `stream` prints
+    /// one JSON snapshot per line.
+    pub async fn dashboard(&self, watch: Option<u64>, stream: bool) -> Result<(), CliError> {
+        loop {
+            let fleet = self.get("/v1/fleet", &[]).await?;
+            if stream || self.json {
+                println!("{fleet}");
+            } else {
+                let page = self
+                    .get("/v1/runners", &[("limit".into(), "50".into())])
+                    .await?;
+                let runners: Vec<Value> = page["data"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|r| r["state"] != "destroyed")
+                    .cloned()
+                    .collect();
+                if watch.is_some() {
+                    print!("\x1b[2J\x1b[H");
+                }
+                output::print_fleet(&fleet, &runners);
+            }
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            match (watch, stream) {
+                (Some(s), _) => tokio::time::sleep(std::time::Duration::from_secs(s.max(1))).await,
+                (None, true) => tokio::time::sleep(std::time::Duration::from_secs(5)).await,
+                (None, false) => return Ok(()),
+            }
+        }
+    }
+
     fn print_event(&self, e: &Value) {
         if self.json {
             println!("{e}");

@@ -56,6 +56,44 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// List runners (like a task executor's `list`).
+    List {
+        /// Only runners in this state (repeatable).
+        #[arg(long = "status")]
+        statuses: Vec<String>,
+        /// Only runners on this backend.
+        #[arg(long)]
+        executor: Option<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        jsonl: bool,
+    },
+    /// A runner's state, uptime, usage, cost and limits.
+    Status { runner: String },
+    /// A runner's logs; `--follow` streams new lines.
+    Logs {
+        runner: String,
+        #[arg(long, default_value_t = 100)]
+        lines: u32,
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Stop a runner now (running commands are killed without a grace).
+    Kill { runner: String },
+    /// Destroy a runner and its workspace.
+    Cleanup { runner: String },
+    /// The fleet at a glance; `--watch` refreshes, `--stream` prints JSON lines.
+    Dashboard {
+        /// Refresh every SECS seconds.
+        #[arg(long)]
+        watch: Option<u64>,
+        /// Print one JSON snapshot per line (every --watch seconds, default 5).
+        #[arg(long)]
+        stream: bool,
+    },
+    /// Snapshots of runner workspaces: create, list, restore, branch, delete.
+    #[command(subcommand)]
+    Snapshots(SnapshotCmd),
     /// Run one command in a new runner: provision, stream its output, exit with its
     /// code, clean up (unless --keep).
     Run(RunArgs),
@@ -255,7 +293,40 @@ enum SessionCmd {
 }
 
 #[derive(Subcommand)]
+enum SnapshotCmd {
+    Create {
+        runner: String,
+        #[arg(long)]
+        label: Option<String>,
+    },
+    List {
+        #[arg(long)]
+        runner: Option<String>,
+    },
+    Get {
+        id: String,
+    },
+    /// Restore a runner's workspace to a snapshot.
+    Restore {
+        runner: String,
+        snapshot: String,
+    },
+    /// A new runner whose workspace starts as the snapshot.
+    Branch {
+        snapshot: String,
+        #[arg(long)]
+        profile: Option<String>,
+    },
+    Delete {
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum RunnerCmd {
+    Restart {
+        id: String,
+    },
     /// Provision a runner.
     Create {
         #[arg(long)]
@@ -598,6 +669,11 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 output::warn_unisolated(&r);
                 c.show(r, output::RUNNER)
             }
+            RunnerCmd::Restart { id } => c.show(
+                c.post(&format!("/v1/runners/{id}/restart"), &json!({}), None)
+                    .await?,
+                output::RUNNER,
+            ),
             RunnerCmd::Stop { id } => c.show(
                 c.post(&format!("/v1/runners/{id}/stop"), &json!({}), None)
                     .await?,
@@ -620,32 +696,111 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 let code = c.exec(&id, &command, timeout).await?;
                 return Err(CliError::Exit(code));
             }
-            RunnerCmd::Logs { id, tail } => {
-                let v = c
-                    .get(
-                        &format!("/v1/runners/{id}/logs"),
-                        &[("tail".into(), tail.to_string())],
-                    )
-                    .await?;
-                if cli.json {
-                    output::print_json(&v);
-                } else {
-                    let sandbox = v["sandbox"].as_str().unwrap_or("");
-                    if !sandbox.is_empty() {
-                        println!("{}", sandbox.trim_end());
-                    }
-                    for l in v["worker"]["lines"].as_array().into_iter().flatten() {
-                        println!(
-                            "{}",
-                            l.as_str()
-                                .map(str::to_string)
-                                .unwrap_or_else(|| l.to_string())
-                        );
-                    }
-                }
-            }
+            RunnerCmd::Logs { id, tail } => c.logs(&id, tail, false).await?,
         },
         Cmd::Worker { .. } => unreachable_worker()?,
+        Cmd::List {
+            statuses,
+            executor,
+            jsonl,
+        } => {
+            let mut q: Vec<(String, String)> = statuses
+                .into_iter()
+                .map(|s| ("states[]".to_string(), s))
+                .collect();
+            if let Some(e) = executor {
+                q.push(("backend".into(), e));
+            }
+            q.push(("limit".into(), "100".into()));
+            if jsonl {
+                let page = c.get("/v1/runners", &q).await?;
+                for r in page["data"].as_array().into_iter().flatten() {
+                    println!("{r}");
+                }
+            } else {
+                c.list("/v1/runners", q, true, output::RUNNER).await?
+            }
+        }
+        Cmd::Status { runner } => {
+            let r = c.get(&format!("/v1/runners/{runner}"), &[]).await?;
+            output::warn_unisolated(&r);
+            if cli.json {
+                output::print_json(&r);
+            } else {
+                output::print_status(&r);
+            }
+        }
+        Cmd::Logs {
+            runner,
+            lines,
+            follow,
+        } => c.logs(&runner, lines, follow).await?,
+        Cmd::Kill { runner } => c.show(
+            c.post(
+                &format!("/v1/runners/{runner}/stop"),
+                &json!({"timeout_secs": 0}),
+                None,
+            )
+            .await?,
+            output::RUNNER,
+        ),
+        Cmd::Cleanup { runner } => c.show(
+            c.delete(&format!("/v1/runners/{runner}")).await?,
+            output::RUNNER,
+        ),
+        Cmd::Dashboard { watch, stream } => c.dashboard(watch, stream).await?,
+        Cmd::Snapshots(cmd) => match cmd {
+            SnapshotCmd::Create { runner, label } => {
+                let mut b = Map::new();
+                set(&mut b, "label", label);
+                c.show(
+                    c.post(
+                        &format!("/v1/runners/{runner}/snapshots"),
+                        &Value::Object(b),
+                        None,
+                    )
+                    .await?,
+                    output::SNAPSHOT,
+                )
+            }
+            SnapshotCmd::List { runner } => {
+                let q: Vec<(String, String)> = runner
+                    .map(|r| ("runner_id".to_string(), r))
+                    .into_iter()
+                    .collect();
+                c.list("/v1/snapshots", q, true, output::SNAPSHOT).await?
+            }
+            SnapshotCmd::Get { id } => c.show(
+                c.get(&format!("/v1/snapshots/{id}"), &[]).await?,
+                output::SNAPSHOT,
+            ),
+            SnapshotCmd::Restore { runner, snapshot } => c.show(
+                c.post(
+                    &format!("/v1/runners/{runner}/restore"),
+                    &json!({"snapshot_id": snapshot}),
+                    None,
+                )
+                .await?,
+                output::RUNNER,
+            ),
+            SnapshotCmd::Branch { snapshot, profile } => {
+                let mut b = Map::new();
+                set(&mut b, "execution_profile", profile);
+                c.show(
+                    c.post(
+                        &format!("/v1/snapshots/{snapshot}/branch"),
+                        &Value::Object(b),
+                        None,
+                    )
+                    .await?,
+                    output::RUNNER,
+                )
+            }
+            SnapshotCmd::Delete { id } => c.show(
+                c.delete(&format!("/v1/snapshots/{id}")).await?,
+                output::DELETED,
+            ),
+        },
         Cmd::Run(args) => {
             let code = run_once(&c, args).await?;
             return Err(CliError::Exit(code));

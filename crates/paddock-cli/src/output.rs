@@ -36,6 +36,13 @@ pub const RUNNER: Columns = &[
     ("SESSION", "/session_id"),
     ("ERROR", "/error"),
 ];
+pub const SNAPSHOT: Columns = &[
+    ("ID", "/id"),
+    ("RUNNER", "/runner_id"),
+    ("LABEL", "/label"),
+    ("SIZE", "/size_bytes"),
+    ("CREATED", "/created_at"),
+];
 pub const DELETED: Columns = &[("ID", "/id"), ("TYPE", "/type")];
 
 /// Says loudly on stderr when a runner is not isolated from its host.
@@ -131,4 +138,135 @@ pub fn event_line(e: &Value) -> String {
         _ => String::new(),
     };
     format!("{t}  {kind:<24} {gist}").trim_end().to_string()
+}
+
+fn human_bytes(v: &Value) -> String {
+    match v.as_f64() {
+        None => "-".into(),
+        Some(b) if b >= 1073741824.0 => format!("{:.1} GiB", b / 1073741824.0),
+        Some(b) if b >= 1048576.0 => format!("{:.1} MiB", b / 1048576.0),
+        Some(b) if b >= 1024.0 => format!("{:.1} KiB", b / 1024.0),
+        Some(b) => format!("{b} B"),
+    }
+}
+
+/// `paddock status`: one runner, readably.
+pub fn print_status(r: &Value) {
+    let s = &r["latest_sample"];
+    let rows: Vec<(&str, String)> = vec![
+        ("runner", cell(r, "/id")),
+        ("state", cell(r, "/state")),
+        ("reason", cell(r, "/reason")),
+        (
+            "backend",
+            format!("{} ({})", cell(r, "/backend"), cell(r, "/isolation")),
+        ),
+        ("profile", cell(r, "/execution_profile")),
+        ("network", cell(r, "/network/type")),
+        ("session", cell(r, "/session_id")),
+        (
+            "uptime",
+            r["uptime_seconds"]
+                .as_f64()
+                .map(|u| format!("{u:.0} s"))
+                .unwrap_or("-".into()),
+        ),
+        ("last activity", cell(r, "/last_activity_at")),
+        (
+            "idle timeout",
+            r["idle_timeout_effective_secs"]
+                .as_u64()
+                .map(|t| {
+                    if t == 0 {
+                        "never".into()
+                    } else {
+                        format!("{t} s")
+                    }
+                })
+                .unwrap_or("-".into()),
+        ),
+        (
+            "cpu",
+            s["cpu_percent"]
+                .as_f64()
+                .map(|c| format!("{c:.1} %"))
+                .unwrap_or("-".into()),
+        ),
+        (
+            "memory",
+            format!(
+                "{} / {}",
+                human_bytes(&s["memory_bytes"]),
+                human_bytes(&s["memory_limit_bytes"])
+            ),
+        ),
+        ("disk", human_bytes(&s["disk_bytes"])),
+        ("processes", cell(s, "/processes")),
+        (
+            "cost",
+            format!(
+                "{} {}",
+                cell(r, "/cost/list_cost/amount"),
+                cell(r, "/cost/list_cost/currency")
+            ),
+        ),
+        ("budget", cell(r, "/cost/budget/amount")),
+        (
+            "limits",
+            format!(
+                "cpu {} · memory {} MiB · pids {}",
+                cell(r, "/limits/cpu"),
+                cell(r, "/limits/memory_mb"),
+                cell(r, "/limits/pids")
+            ),
+        ),
+        (
+            "enforced",
+            format!(
+                "cpu {} · memory {} · pids {} · disk {}",
+                cell(r, "/enforced/cpu"),
+                cell(r, "/enforced/memory"),
+                cell(r, "/enforced/pids"),
+                cell(r, "/enforced/disk")
+            ),
+        ),
+        ("error", cell(r, "/error")),
+    ];
+    for (k, v) in rows {
+        println!("{k:<14} {v}");
+    }
+}
+
+/// `paddock dashboard`: the fleet view.
+pub fn print_fleet(f: &Value, runners: &[Value]) {
+    println!(
+        "runners {}  active {}  capacity left {}  cost {} USD  ({})",
+        cell(f, "/total"),
+        cell(f, "/active"),
+        cell(f, "/capacity/capacity_left"),
+        cell(f, "/cost/list_cost/amount"),
+        cell(f, "/generated_at"),
+    );
+    let states: Vec<String> = f["by_state"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    println!(
+        "by state: {}",
+        if states.is_empty() {
+            "-".into()
+        } else {
+            states.join(" · ")
+        }
+    );
+    let errored = f["health"]["errored"].as_array().map(Vec::len).unwrap_or(0);
+    let hot = f["health"]["above_memory_threshold"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or(0);
+    println!("health: {errored} errored · {hot} above the memory threshold");
+    println!();
+    print_table(runners, RUNNER);
 }

@@ -4,30 +4,10 @@
 
 mod common;
 
-use common::Serve;
+use common::{bwrap, data_dir, http, text, Serve};
 use serde_json::{json, Value};
-use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::Duration;
-
-fn bwrap() -> bool {
-    let has = Command::new("sh")
-        .args(["-c", "command -v bwrap"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    paddock_testkit::require_or_skip(
-        "bwrap",
-        has,
-        "bubblewrap is not installed (scripts/test installs it)",
-    )
-}
-
-fn data_dir() -> tempfile::TempDir {
-    let d = tempfile::tempdir().expect("tempdir");
-    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    d
-}
 
 const CONFIG: &str = r#"
 [profiles.default]
@@ -45,27 +25,6 @@ fn config(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
     let p = dir.join("paddock.toml");
     std::fs::write(&p, format!("{CONFIG}\n{extra}")).expect("config");
     p
-}
-
-fn http(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
-    // curl keeps this test free of an async runtime.
-    let mut cmd = Command::new("curl");
-    cmd.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method, url]);
-    if let Some(b) = body {
-        cmd.args(["-H", "content-type: application/json", "-d", &b.to_string()]);
-    }
-    let out = cmd.output().expect("curl runs");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').expect("status line");
-    let v = serde_json::from_str(body).unwrap_or(Value::String(body.to_string()));
-    (code.trim().parse().expect("status"), v)
-}
-
-fn text(o: &std::process::Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
 }
 
 #[test]

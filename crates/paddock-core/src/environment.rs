@@ -179,6 +179,10 @@ pub struct Environment {
     pub execution_profile: Option<String>,
     pub env: BTreeMap<String, String>,
     pub resource_limits: ResourceLimits,
+    /// Seconds without activity before a runner of this environment is stopped
+    /// (0: never; absent: the server's default).
+    #[serde(default)]
+    pub idle_timeout_secs: Option<u64>,
     #[serde(with = "serde_ts")]
     pub created_at: Timestamp,
     #[serde(with = "serde_ts")]
@@ -209,6 +213,8 @@ pub struct EnvironmentCreate {
     pub env: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub resource_limits: Option<ResourceLimits>,
+    #[serde(default)]
+    pub idle_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -234,6 +240,8 @@ pub struct EnvironmentUpdate {
     pub env: Patch<BTreeMap<String, Option<String>>>,
     #[serde(default)]
     pub resource_limits: Patch<ResourceLimits>,
+    #[serde(default)]
+    pub idle_timeout_secs: Patch<u64>,
 }
 
 /// A host in an allowlist: a DNS name or `*.domain`, no scheme, port or path.
@@ -421,6 +429,7 @@ impl EnvironmentCreate {
             execution_profile: self.execution_profile,
             env,
             resource_limits,
+            idle_timeout_secs: self.idle_timeout_secs,
             created_at: now,
             updated_at: now,
             archived_at: None,
@@ -494,6 +503,7 @@ impl Environment {
             Patch::Null => next.resource_limits = ResourceLimits::default(),
             Patch::Value(l) => next.resource_limits = l,
         }
+        next.idle_timeout_secs = opt_patch(u.idle_timeout_secs, &self.idle_timeout_secs);
         validate_extras(&next.env, &next.resource_limits, &next.scope)?;
         if next == *self {
             return Ok(None);

@@ -14,6 +14,7 @@ pub const VAULT: &str = "vlt";
 pub const CREDENTIAL: &str = "vcrd";
 pub const RESOURCE: &str = "sesrsc";
 pub const REQUEST: &str = "req";
+pub const SNAPSHOT: &str = "snap";
 
 const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 

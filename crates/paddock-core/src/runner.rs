@@ -96,6 +96,25 @@ pub struct Runner {
     pub enforced: serde_json::Value,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Why the runner last changed state when no user asked for it (idle timeout,
+    /// budget, TTL, pruning, a provisioning timeout, …), or why it errored.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// When it last entered `running`.
+    #[serde(default, with = "serde_ts::option")]
+    pub started_at: Option<Timestamp>,
+    /// The last exec or file operation.
+    #[serde(default, with = "serde_ts::option")]
+    pub last_activity_at: Option<Timestamp>,
+    /// Seconds without activity before it is stopped (`0`: never; absent: the default).
+    #[serde(default)]
+    pub idle_timeout_secs: Option<u64>,
+    /// Stop the runner once its session's cost reaches this (Paddock's per-runner budget).
+    #[serde(default)]
+    pub budget: Option<crate::common::Money>,
+    /// Settings changed while running that take effect at the next start.
+    #[serde(default)]
+    pub pending_restart: Vec<String>,
     #[serde(with = "serde_ts")]
     pub created_at: Timestamp,
     #[serde(with = "serde_ts")]
@@ -107,6 +126,11 @@ impl Runner {
     pub fn transition(&mut self, to: RunnerState, now: Timestamp) -> Result<(), CoreError> {
         self.state = transition(self.state, to)?;
         self.updated_at = now;
+        if to == RunnerState::Running {
+            self.started_at = Some(now);
+            self.last_activity_at = Some(now);
+            self.pending_restart.clear();
+        }
         Ok(())
     }
 }

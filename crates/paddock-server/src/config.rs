@@ -37,6 +37,50 @@ pub struct Config {
     pub profiles: BTreeMap<String, ExecutionProfile>,
     /// The local (bubblewrap) backend (`[local]`).
     pub local: LocalSettings,
+    /// Runner supervision: automatic stops, sampling, pruning (`[runners]`).
+    pub runners: RunnerSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunnerSettings {
+    /// Seconds without exec or file activity before a runner is stopped (0: never).
+    pub idle_timeout_secs: u64,
+    /// How often automatic stops, budgets and pruning are checked.
+    pub sweep_interval_ms: u64,
+    /// How often CPU, memory and disk are sampled from running runners.
+    pub sample_interval_ms: u64,
+    /// Samples kept per runner (the chart history).
+    pub history_len: usize,
+    /// Longest a provisioning may take before the runner is errored.
+    pub provision_timeout_secs: u64,
+    /// Grace for running commands when a runner is stopped.
+    pub stop_grace_secs: u64,
+    /// Destroy runners stopped for this long (absent: never).
+    pub prune_stopped_after_secs: Option<u64>,
+    /// Destroy stopped or errored runners older than this (absent: never).
+    pub prune_max_age_secs: Option<u64>,
+    /// Most runners active at once across all profiles (absent: no limit).
+    pub max_active: Option<u32>,
+    /// Memory use (share of the limit) above which a runner is reported unhealthy.
+    pub memory_alert_ratio: f64,
+}
+
+impl Default for RunnerSettings {
+    fn default() -> Self {
+        RunnerSettings {
+            idle_timeout_secs: 1800,
+            sweep_interval_ms: 2000,
+            sample_interval_ms: 10_000,
+            history_len: 120,
+            provision_timeout_secs: 120,
+            stop_grace_secs: 5,
+            prune_stopped_after_secs: None,
+            prune_max_age_secs: None,
+            max_active: None,
+            memory_alert_ratio: 0.9,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -92,6 +136,7 @@ impl Default for Config {
             default_profile: "default".into(),
             profiles: BTreeMap::new(),
             local: LocalSettings::default(),
+            runners: RunnerSettings::default(),
         }
     }
 }
@@ -174,6 +219,28 @@ impl Config {
         }
         if self.sse_keepalive_secs == 0 {
             return Err(bad("sse_keepalive_secs", "must be at least 1"));
+        }
+        let r = &self.runners;
+        if r.sweep_interval_ms < 10 || r.sample_interval_ms < 10 {
+            return Err(bad(
+                "runners",
+                "sweep_interval_ms and sample_interval_ms must be at least 10",
+            ));
+        }
+        if r.history_len == 0 || r.provision_timeout_secs == 0 {
+            return Err(bad(
+                "runners",
+                "history_len and provision_timeout_secs must be at least 1",
+            ));
+        }
+        if !(r.memory_alert_ratio > 0.0 && r.memory_alert_ratio <= 1.0) {
+            return Err(bad("runners.memory_alert_ratio", "must be in (0, 1]"));
+        }
+        if r.max_active == Some(0) {
+            return Err(bad(
+                "runners.max_active",
+                "must be at least 1 (leave it out for no limit)",
+            ));
         }
         self.execution_profiles()
             .validate()

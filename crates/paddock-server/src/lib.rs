@@ -8,6 +8,7 @@ mod hub;
 mod manager;
 mod request_id;
 mod routes;
+mod supervisor;
 
 use axum::extract::Request;
 use axum::handler::Handler;
@@ -123,7 +124,35 @@ fn routes() -> Routes {
     .add("GET", "/v1/runners", runners::list)
     .add("POST", "/v1/runners", runners::create)
     .add("GET", "/v1/runners/{runner_id}", runners::retrieve)
+    .add("POST", "/v1/runners/{runner_id}", runners::update)
     .add("DELETE", "/v1/runners/{runner_id}", runners::destroy)
+    .add("POST", "/v1/runners/{runner_id}/restart", runners::restart)
+    .add("GET", "/v1/runners/{runner_id}/metrics", runners::metrics)
+    .add("GET", "/v1/runners/{runner_id}/activity", runners::activity)
+    .add(
+        "POST",
+        "/v1/runners/{runner_id}/snapshots",
+        runners::snapshot_create,
+    )
+    .add(
+        "GET",
+        "/v1/runners/{runner_id}/snapshots",
+        runners::snapshots_of_runner,
+    )
+    .add("POST", "/v1/runners/{runner_id}/restore", runners::restore)
+    .add("GET", "/v1/snapshots", runners::snapshots)
+    .add("GET", "/v1/snapshots/{snapshot_id}", runners::snapshot_get)
+    .add(
+        "DELETE",
+        "/v1/snapshots/{snapshot_id}",
+        runners::snapshot_delete,
+    )
+    .add(
+        "POST",
+        "/v1/snapshots/{snapshot_id}/branch",
+        runners::branch,
+    )
+    .add("GET", "/v1/fleet", runners::fleet)
     .add("POST", "/v1/runners/{runner_id}/stop", runners::stop)
     .add("POST", "/v1/runners/{runner_id}/start", runners::start)
     .add("POST", "/v1/runners/{runner_id}/exec", runners::exec)
@@ -206,6 +235,8 @@ impl Server {
             hub.clone(),
             backends(&config)?,
             config.execution_profiles(),
+            config.runners.clone(),
+            config.data_dir.join("snapshots"),
         );
         let state = AppState {
             config: Arc::new(config),
@@ -246,6 +277,9 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let app = self.router();
+        self.state
+            .manager
+            .spawn_supervisor(self.state.shutdown.clone());
         let tx = self.shutdown_tx;
         tracing::info!(addr = %self.listener.local_addr()?, "paddock API listening");
         axum::serve(self.listener, app)

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
 
+use crate::config::RunnerSettings;
 use crate::error::{ApiResult, ServerError};
 use crate::hub::Hub;
 
@@ -29,16 +30,25 @@ pub struct CreateRunner {
     pub session_id: Option<String>,
     #[serde(default)]
     pub env: Option<BTreeMap<String, String>>,
+    /// Seconds without activity before the runner is stopped (0: never).
+    #[serde(default)]
+    pub idle_timeout_secs: Option<u64>,
+    /// Stop the runner once its session's cost reaches this.
+    #[serde(default)]
+    pub budget: Option<paddock_core::common::Money>,
 }
 
 pub struct Manager {
-    store: Arc<dyn Store>,
-    hub: Arc<Hub>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) hub: Arc<Hub>,
     pub backends: BTreeMap<String, Arc<dyn Backend>>,
     pub profiles: Profiles,
+    pub(crate) settings: RunnerSettings,
+    /// Where snapshots are kept.
+    pub(crate) snapshot_dir: std::path::PathBuf,
     /// Serializes capacity checks with the inserts they guard.
     admission: Mutex<()>,
-    stop_grace: Duration,
+    pub(crate) monitor: crate::supervisor::Monitor,
 }
 
 fn backend_err(field: &str, e: BackendError) -> ServerError {
@@ -60,18 +70,22 @@ impl Manager {
         hub: Arc<Hub>,
         backends: BTreeMap<String, Arc<dyn Backend>>,
         profiles: Profiles,
+        settings: RunnerSettings,
+        snapshot_dir: std::path::PathBuf,
     ) -> Self {
         Manager {
             store,
             hub,
             backends,
             profiles,
+            monitor: crate::supervisor::Monitor::new(settings.history_len),
+            settings,
+            snapshot_dir,
             admission: Mutex::new(()),
-            stop_grace: Duration::from_secs(5),
         }
     }
 
-    fn backend(&self, name: &str) -> ApiResult<&Arc<dyn Backend>> {
+    pub(crate) fn backend(&self, name: &str) -> ApiResult<&Arc<dyn Backend>> {
         self.backends
             .get(name)
             .ok_or_else(|| ServerError::Unavailable {
@@ -80,18 +94,19 @@ impl Manager {
             })
     }
 
-    fn published(&self, c: &RunnerChange) {
+    pub(crate) fn published(&self, c: &RunnerChange) {
         if let Some(e) = &c.session_event {
             self.hub.published(&e.session_id, e.seq);
         }
     }
 
     /// Moves a runner through the lifecycle (persisted, with its event).
-    async fn transition(
+    /// `reason` says why (an automatic stop, a failure); on `errored` it is the error.
+    pub(crate) async fn transition(
         &self,
         id: &str,
         to: RunnerState,
-        error: Option<String>,
+        reason: Option<String>,
         enforced: Option<serde_json::Value>,
     ) -> ApiResult<Runner> {
         let now = ts::now();
@@ -102,7 +117,12 @@ impl Manager {
                 Box::new(move |r| {
                     let mut n = r.clone();
                     n.transition(to, now)?;
-                    n.error = error;
+                    n.error = if to == RunnerState::Errored {
+                        reason.clone()
+                    } else {
+                        None
+                    };
+                    n.reason = reason;
                     if let Some(e) = enforced {
                         n.enforced = e;
                     }
@@ -114,7 +134,7 @@ impl Manager {
         Ok(change.runner)
     }
 
-    fn spec(r: &Runner) -> RunnerSpec {
+    pub(crate) fn spec(r: &Runner) -> RunnerSpec {
         RunnerSpec {
             runner_id: r.id.clone(),
             session_id: r.session_id.clone(),
@@ -126,6 +146,15 @@ impl Manager {
     }
 
     pub async fn create(&self, req: CreateRunner) -> ApiResult<Runner> {
+        self.create_seeded(req, None).await
+    }
+
+    /// Creates a runner; with `seed`, its workspace starts as that snapshot.
+    pub async fn create_seeded(
+        &self,
+        req: CreateRunner,
+        seed: Option<std::path::PathBuf>,
+    ) -> ApiResult<Runner> {
         let env = match &req.environment_id {
             Some(eid) => {
                 let e = self.store.get_environment(eid).await?;
@@ -260,6 +289,14 @@ impl Manager {
             limits,
             enforced: serde_json::Value::Null,
             env: vars,
+            reason: None,
+            started_at: None,
+            last_activity_at: None,
+            idle_timeout_secs: req
+                .idle_timeout_secs
+                .or(env.as_ref().and_then(|e| e.idle_timeout_secs)),
+            budget: req.budget.clone(),
+            pending_restart: vec![],
             created_at: now,
             updated_at: now,
         };
@@ -269,6 +306,17 @@ impl Manager {
             .map_err(|e| backend_err("execution_profile", e))?;
         {
             let _guard = self.admission.lock().await;
+            if let Some(max) = self.settings.max_active {
+                let active = self.count_active().await?;
+                if active >= u64::from(max) {
+                    return Err(ServerError::Unavailable {
+                        message: format!(
+                            "{active} of the {max} runners this server allows are active"
+                        ),
+                        code: "capacity_exceeded",
+                    });
+                }
+            }
             if let Some(max) = profile.max_runners {
                 let active = self.store.count_active_runners(&pname).await?;
                 if active >= u64::from(max) {
@@ -306,7 +354,30 @@ impl Manager {
         }
         self.transition(&id, RunnerState::Provisioning, None, None)
             .await?;
-        match backend.provision(&spec).await {
+        if let Some(seed) = &seed {
+            if let Err(e) = backend.restore(&id, seed).await {
+                return self
+                    .transition(
+                        &id,
+                        RunnerState::Errored,
+                        Some(format!("seeding the workspace failed: {e}")),
+                        None,
+                    )
+                    .await;
+            }
+        }
+        let limit = Duration::from_secs(self.settings.provision_timeout_secs);
+        let provisioned = match tokio::time::timeout(limit, backend.provision(&spec)).await {
+            Ok(r) => r,
+            Err(_) => {
+                // Stuck: kill whatever started and report it.
+                let _ = backend.stop(&id, Duration::ZERO).await;
+                Err(BackendError::Timeout(format!(
+                    "still provisioning after {limit:?}"
+                )))
+            }
+        };
+        match provisioned {
             Ok(p) => {
                 let enforced = serde_json::to_value(&p.enforced).ok();
                 self.transition(&id, RunnerState::Running, None, enforced)
@@ -325,11 +396,12 @@ impl Manager {
         }
     }
 
-    pub async fn stop(&self, id: &str) -> ApiResult<Runner> {
+    /// Stops a running runner; `grace` for running commands (default from config).
+    pub async fn stop(&self, id: &str, grace: Option<Duration>) -> ApiResult<Runner> {
         let r = self.store.get_runner(id).await?;
         match r.state {
             RunnerState::Stopped => Ok(r),
-            RunnerState::Running => self.stop_running(r).await,
+            RunnerState::Running => self.stop_running(r, grace, None).await,
             other => Err(CoreError::Conflict {
                 message: format!("runner {id} is {other}; only a running runner can be stopped"),
             }
@@ -337,13 +409,20 @@ impl Manager {
         }
     }
 
-    async fn stop_running(&self, r: Runner) -> ApiResult<Runner> {
+    /// Stops a running runner; `reason` says why when it is automatic.
+    pub(crate) async fn stop_running(
+        &self,
+        r: Runner,
+        grace: Option<Duration>,
+        reason: Option<String>,
+    ) -> ApiResult<Runner> {
         let backend = self.backend(&r.backend)?.clone();
-        self.transition(&r.id, RunnerState::Stopping, None, None)
+        self.transition(&r.id, RunnerState::Stopping, reason.clone(), None)
             .await?;
-        match backend.stop(&r.id, self.stop_grace).await {
+        let grace = grace.unwrap_or(Duration::from_secs(self.settings.stop_grace_secs));
+        match backend.stop(&r.id, grace).await {
             Ok(()) => {
-                self.transition(&r.id, RunnerState::Stopped, None, None)
+                self.transition(&r.id, RunnerState::Stopped, reason, None)
                     .await
             }
             Err(e) => {
@@ -392,15 +471,24 @@ impl Manager {
 
     /// Destroys a runner (stopping it first when it runs). Idempotent.
     pub async fn destroy(&self, id: &str) -> ApiResult<Runner> {
+        self.destroy_with_reason(id, None).await
+    }
+
+    /// Destroys a runner; `reason` says why when it is automatic (pruning).
+    pub(crate) async fn destroy_with_reason(
+        &self,
+        id: &str,
+        reason: Option<String>,
+    ) -> ApiResult<Runner> {
         let mut r = self.store.get_runner(id).await?;
         if r.state == RunnerState::Running {
-            r = self.stop_running(r).await?;
+            r = self.stop_running(r, None, reason.clone()).await?;
         }
         match r.state {
             RunnerState::Destroyed => return Ok(r),
             RunnerState::Stopped | RunnerState::Errored => {
                 r = self
-                    .transition(id, RunnerState::Destroying, r.error.clone(), None)
+                    .transition(id, RunnerState::Destroying, reason.clone(), None)
                     .await?;
             }
             // A destroy that failed halfway is retried.
@@ -414,7 +502,7 @@ impl Manager {
         }
         let backend = self.backend(&r.backend)?.clone();
         backend.destroy(id).await.map_err(ServerError::Backend)?;
-        self.transition(id, RunnerState::Destroyed, None, None)
+        self.transition(id, RunnerState::Destroyed, reason, None)
             .await
     }
 

@@ -893,6 +893,12 @@ async fn runners_are_listed_and_filtered() {
         limits: Default::default(),
         enforced: Value::Null,
         env: Default::default(),
+        reason: None,
+        started_at: None,
+        last_activity_at: None,
+        idle_timeout_secs: None,
+        budget: None,
+        pending_restart: vec![],
         created_at: now,
         updated_at: now,
     };

@@ -70,6 +70,23 @@ pub struct RunnerChange {
     pub session_event: Option<Event>,
 }
 
+/// A point-in-time copy of a runner's workspace, stored under the data directory.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Snapshot {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub runner_id: String,
+    pub label: Option<String>,
+    /// The archive on the orchestrator's host.
+    pub path: String,
+    pub size_bytes: u64,
+    /// What it holds (`workspace`; later also the container filesystem).
+    pub contents: Vec<String>,
+    #[serde(with = "paddock_core::ts::serde_ts")]
+    pub created_at: Timestamp,
+}
+
 /// One entry of a runner's own event log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunnerEvent {
@@ -238,6 +255,24 @@ pub trait Store: Send + Sync + 'static {
     /// Applies `f`; a state change is stored with its `runner.state_changed` event.
     async fn update_runner(&self, id: &str, f: RunnerUpdateFn) -> Result<RunnerChange>;
     async fn list_runner_events(&self, id: &str, page: PageReq) -> Result<Page<RunnerEvent>>;
+    /// Appends an event (not a state change) to a runner's log, and to its session's.
+    async fn append_runner_event(
+        &self,
+        id: &str,
+        kind: &str,
+        payload: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<RunnerChange>;
+    /// Records activity (an exec, a file operation) on a runner.
+    async fn touch_runner(&self, id: &str, at: Timestamp) -> Result<()>;
+    // Snapshots.
+    async fn insert_snapshot(&self, snap: Snapshot) -> Result<Snapshot>;
+    async fn get_snapshot(&self, id: &str) -> Result<Snapshot>;
+    async fn list_snapshots(
+        &self,
+        runner_id: Option<String>,
+        page: PageReq,
+    ) -> Result<Page<Snapshot>>;
+    async fn delete_snapshot(&self, id: &str) -> Result<()>;
     /// Runners of a profile that hold resources (creating … stopping).
     async fn count_active_runners(&self, profile: &str) -> Result<u64>;
     async fn get_runner(&self, id: &str) -> Result<Runner>;

@@ -81,4 +81,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE runners ADD COLUMN profile TEXT;
     CREATE INDEX runners_profile ON runners(profile, state);
     "#,
+    // 3: snapshots.
+    r#"
+    CREATE TABLE snapshots (
+        k          INTEGER PRIMARY KEY,
+        id         TEXT NOT NULL UNIQUE,
+        runner_id  TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        body       TEXT NOT NULL
+    );
+    CREATE INDEX snapshots_runner ON snapshots(runner_id);
+    "#,
 ];

@@ -24,8 +24,8 @@ use crate::migrations::MIGRATIONS;
 use crate::page::{finish, plan};
 use crate::{
     AgentFilter, Append, Appended, EnvironmentFilter, EventFilter, Page, PageReq, Result,
-    RunnerChange, RunnerEvent, RunnerFilter, RunnerUpdateFn, SessionFilter, SessionUpdateFn, Store,
-    StoreError, UpdateFn,
+    RunnerChange, RunnerEvent, RunnerFilter, RunnerUpdateFn, SessionFilter, SessionUpdateFn,
+    Snapshot, Store, StoreError, UpdateFn,
 };
 
 #[derive(Clone)]
@@ -1020,6 +1020,99 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn append_runner_event(
+        &self,
+        id: &str,
+        kind: &str,
+        payload: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<RunnerChange> {
+        let (id, kind) = (id.to_string(), kind.to_string());
+        self.tx(move |tx| {
+            let mut r = load_runner(tx, &id)?;
+            r.updated_at = ts::now();
+            append_runner_event_tx(tx, r, &kind, payload)
+        })
+        .await
+    }
+
+    async fn touch_runner(&self, id: &str, at: Timestamp) -> Result<()> {
+        let id = id.to_string();
+        self.tx(move |tx| {
+            let mut r = load_runner(tx, &id)?;
+            r.last_activity_at = Some(at);
+            tx.execute(
+                "UPDATE runners SET body = ?2 WHERE id = ?1",
+                params![id, to_json(&r)?],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn insert_snapshot(&self, snap: Snapshot) -> Result<Snapshot> {
+        self.tx(move |tx| {
+            tx.execute(
+                "INSERT INTO snapshots (id, runner_id, created_at, body) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    snap.id,
+                    snap.runner_id,
+                    ts::format(snap.created_at),
+                    to_json(&snap)?
+                ],
+            )?;
+            Ok(snap)
+        })
+        .await
+    }
+
+    async fn get_snapshot(&self, id: &str) -> Result<Snapshot> {
+        let id = id.to_string();
+        self.read(move |c| {
+            let body: Option<String> = c
+                .query_row("SELECT body FROM snapshots WHERE id = ?1", [&id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            from_json(&body.ok_or_else(|| not_found("snapshot", &id))?)
+        })
+        .await
+    }
+
+    async fn list_snapshots(
+        &self,
+        runner_id: Option<String>,
+        page: PageReq,
+    ) -> Result<Page<Snapshot>> {
+        self.read(move |c| {
+            let (conds, p) = match runner_id {
+                Some(r) => (vec!["runner_id = ?1".to_string()], vec![Sql::Text(r)]),
+                None => (vec![], vec![]),
+            };
+            list_page(
+                c,
+                "SELECT k, body FROM snapshots",
+                "k",
+                conds,
+                p,
+                &page,
+                |r| from_json(&r.get::<_, String>(1)?),
+            )
+        })
+        .await
+    }
+
+    async fn delete_snapshot(&self, id: &str) -> Result<()> {
+        let id = id.to_string();
+        self.tx(move |tx| {
+            let n = tx.execute("DELETE FROM snapshots WHERE id = ?1", [&id])?;
+            if n == 0 {
+                return Err(not_found("snapshot", &id));
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn count_active_runners(&self, profile: &str) -> Result<u64> {
         let profile = profile.to_string();
         self.read(move |c| {
@@ -1093,12 +1186,30 @@ fn record_state_change(
     from: Option<paddock_core::lifecycle::RunnerState>,
     runner: Runner,
 ) -> Result<RunnerChange> {
-    let now = runner.updated_at;
     let mut payload = serde_json::Map::new();
     payload.insert("runner_id".into(), runner.id.clone().into());
     payload.insert("from".into(), from.map(|s| s.as_str()).into());
     payload.insert("to".into(), runner.state.as_str().into());
-    payload.insert("reason".into(), runner.error.clone().into());
+    payload.insert(
+        "reason".into(),
+        runner
+            .reason
+            .clone()
+            .or_else(|| runner.error.clone())
+            .into(),
+    );
+    append_runner_event_tx(tx, runner, "runner.state_changed", payload)
+}
+
+/// Appends one event to a runner's log and, when the runner serves a session that
+/// still exists, to that session's log.
+fn append_runner_event_tx(
+    tx: &Transaction<'_>,
+    runner: Runner,
+    kind: &str,
+    payload: serde_json::Map<String, serde_json::Value>,
+) -> Result<RunnerChange> {
+    let now = runner.updated_at;
     let seq: i64 = tx.query_row(
         "SELECT coalesce(max(seq), 0) + 1 FROM runner_events WHERE runner_id = ?1",
         [&runner.id],
@@ -1108,7 +1219,7 @@ fn record_state_change(
         seq,
         id: id::new(id::EVENT),
         runner_id: runner.id.clone(),
-        kind: "runner.state_changed".into(),
+        kind: kind.to_string(),
         at: now,
         payload: payload.clone(),
     };
@@ -1125,10 +1236,7 @@ fn record_state_change(
             session_event = insert_events(
                 tx,
                 sid,
-                vec![NewEvent::new(
-                    "runner.state_changed",
-                    serde_json::Value::Object(payload),
-                )],
+                vec![NewEvent::new(kind, serde_json::Value::Object(payload))],
                 now,
             )?
             .into_iter()

@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -42,7 +43,14 @@ impl Serve {
         let child = cmd.spawn().expect("paddock serve starts");
         let url = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
+        let mut child = child;
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "paddock serve exited ({status}) before listening:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
             assert!(
                 Instant::now() < deadline,
                 "paddock serve did not listen within 20 s"
@@ -102,4 +110,44 @@ impl Drop for Serve {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+pub fn bwrap() -> bool {
+    let has = Command::new("sh")
+        .args(["-c", "command -v bwrap"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    paddock_testkit::require_or_skip(
+        "bwrap",
+        has,
+        "bubblewrap is not installed (scripts/test installs it)",
+    )
+}
+
+pub fn data_dir() -> tempfile::TempDir {
+    let d = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    d
+}
+
+pub fn http(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
+    // curl keeps this test free of an async runtime.
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method, url]);
+    if let Some(b) = body {
+        cmd.args(["-H", "content-type: application/json", "-d", &b.to_string()]);
+    }
+    let out = cmd.output().expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').expect("status line");
+    let v = serde_json::from_str(body).unwrap_or(Value::String(body.to_string()));
+    (code.trim().parse().expect("status"), v)
+}
+
+pub fn text(o: &std::process::Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }

@@ -36,8 +36,100 @@ pub async fn list(State(s): State<AppState>, RawQuery(q): RawQuery) -> ApiResult
     Ok(page_json(page, false, to_value))
 }
 
+/// The runner with live figures (uptime, latest sample, cost against budget).
 pub async fn retrieve(State(s): State<AppState>, Id(runner_id): Id) -> ApiResult<Response> {
-    Ok(axum::Json(s.store.get_runner(&runner_id).await?).into_response())
+    Ok(axum::Json(s.manager.detail(&runner_id).await?).into_response())
+}
+
+/// `POST /v1/runners/{id}`: idle timeout, budget, env and network of a live runner.
+pub async fn update(
+    State(s): State<AppState>,
+    Id(id): Id,
+    Json(req): Json<crate::supervisor::RunnerUpdate>,
+) -> ApiResult<Response> {
+    s.manager.update(&id, req).await?;
+    Ok(axum::Json(s.manager.detail(&id).await?).into_response())
+}
+
+pub async fn restart(State(s): State<AppState>, Id(id): Id) -> ApiResult<Response> {
+    Ok(axum::Json(s.manager.restart(&id).await?).into_response())
+}
+
+/// `GET /v1/runners/{id}/metrics`: the sampled history (for charts).
+pub async fn metrics(State(s): State<AppState>, Id(id): Id) -> ApiResult<Response> {
+    s.store.get_runner(&id).await?;
+    let samples = s.manager.monitor.history(&id);
+    Ok(
+        axum::Json(json!({"type": "runner_metrics", "runner_id": id, "samples": samples}))
+            .into_response(),
+    )
+}
+
+/// `GET /v1/runners/{id}/activity`: what happened on the runner, newest last — its own
+/// events and, when it serves a session, the session's messages and tool calls.
+pub async fn activity(
+    State(s): State<AppState>,
+    PathId(id): PathId,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let mut q = Query::parse(q.as_deref())?;
+    let limit = q.u32("limit")?.unwrap_or(100).clamp(1, 1000) as usize;
+    q.finish()?;
+    let r = s.store.get_runner(&id).await?;
+    let mut items: Vec<Value> = s
+        .store
+        .list_runner_events(
+            &id,
+            paddock_store::PageReq {
+                limit: 1000,
+                order: Order::Desc,
+                cursor: None,
+            },
+        )
+        .await?
+        .data
+        .iter()
+        .map(|e| e.to_json())
+        .collect();
+    if let Some(sid) = &r.session_id {
+        let filter = paddock_store::EventFilter {
+            types: [
+                "user.message",
+                "agent.message",
+                "agent.tool_use",
+                "agent.tool_result",
+                "agent.custom_tool_use",
+                "session.status_running",
+                "session.status_idle",
+                "session.error",
+            ]
+            .iter()
+            .map(|t| t.to_string())
+            .collect(),
+            ..Default::default()
+        };
+        if let Ok(p) = s
+            .store
+            .list_events(
+                sid,
+                filter,
+                paddock_store::PageReq {
+                    limit: 1000,
+                    order: Order::Desc,
+                    cursor: None,
+                },
+            )
+            .await
+        {
+            items.extend(p.data.iter().map(|e| e.to_json()));
+        }
+    }
+    items.sort_by(|a, b| a["processed_at"].as_str().cmp(&b["processed_at"].as_str()));
+    let start = items.len().saturating_sub(limit);
+    Ok(
+        axum::Json(json!({"type": "runner_activity", "runner_id": id, "data": &items[start..]}))
+            .into_response(),
+    )
 }
 
 pub async fn create(
@@ -47,8 +139,22 @@ pub async fn create(
     Ok(axum::Json(s.manager.create(req).await?).into_response())
 }
 
-pub async fn stop(State(s): State<AppState>, Id(id): Id) -> ApiResult<Response> {
-    Ok(axum::Json(s.manager.stop(&id).await?).into_response())
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct StopBody {
+    /// Seconds running commands get before everything is killed.
+    #[serde(default)]
+    timeout_secs: Option<u64>,
+}
+
+pub async fn stop(State(s): State<AppState>, Id(id): Id, Body(body): Body) -> ApiResult<Response> {
+    let b: StopBody = if body.iter().all(u8::is_ascii_whitespace) {
+        StopBody::default()
+    } else {
+        paddock_core::common::parse_json(&body)?
+    };
+    let grace = b.timeout_secs.map(std::time::Duration::from_secs);
+    Ok(axum::Json(s.manager.stop(&id, grace).await?).into_response())
 }
 
 pub async fn start(State(s): State<AppState>, Id(id): Id) -> ApiResult<Response> {
@@ -70,6 +176,7 @@ async fn forward(
     content_type: Option<&str>,
 ) -> ApiResult<Response> {
     let client = s.manager.worker(id).await?;
+    s.manager.touch(id).await;
     let pq = match query {
         Some(q) if !q.is_empty() => format!("{worker_path}?{q}"),
         _ => worker_path.to_string(),
@@ -213,7 +320,11 @@ pub async fn logs(
 ) -> ApiResult<Response> {
     let mut q = Query::parse(q.as_deref())?;
     let tail = q.u32("tail")?.unwrap_or(200).clamp(1, 10_000) as usize;
+    let follow = q.bool("follow")?.unwrap_or(false);
     q.finish()?;
+    if follow {
+        return follow_logs(s, id).await;
+    }
     let sandbox = s.manager.sandbox_logs(&id, tail).await?;
     let worker = match s.manager.worker(&id).await {
         Ok(c) => c
@@ -226,6 +337,88 @@ pub async fn logs(
         json!({"type": "runner_logs", "runner_id": id, "sandbox": sandbox, "worker": worker}),
     )
     .into_response())
+}
+
+/// One log line for the follow stream: `{ts_ms, source, stream?, id?, text}`.
+fn log_records(v: &Value) -> Vec<(i64, Value)> {
+    let mut out = vec![];
+    for w in v["worker"].as_array().into_iter().flatten() {
+        out.push((
+            w["ts_ms"].as_i64().unwrap_or(0),
+            json!({"ts_ms": w["ts_ms"], "source": "worker", "text": w["line"]}),
+        ));
+    }
+    for o in v["output"].as_array().into_iter().flatten() {
+        out.push((o["ts_ms"].as_i64().unwrap_or(0),
+            json!({"ts_ms": o["ts_ms"], "source": "exec", "exec_id": o["id"], "stream": o["stream"], "text": o["data"]})));
+    }
+    out.sort_by_key(|(t, _)| *t);
+    out
+}
+
+/// `GET /v1/runners/{id}/logs?follow=true`: SSE of log lines written after the stream
+/// opened (worker lines and exec output), until the runner stops or the server does.
+async fn follow_logs(s: AppState, id: String) -> ApiResult<Response> {
+    use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+    let client = s.manager.worker(&id).await?;
+    let first = client.json(Method::GET, "/logs?tail=10000", None).await?;
+    // Everything already there counts as seen: the stream carries only new lines.
+    let mut seen: std::collections::HashSet<String> = log_records(&first)
+        .into_iter()
+        .map(|(_, r)| r.to_string())
+        .collect();
+    let mut shutdown = s.shutdown.clone();
+    let keepalive = std::time::Duration::from_secs(s.config.sse_keepalive_secs);
+    let stream = async_stream_lines(move |tx| async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let v = match client.json(Method::GET, "/logs?tail=10000", None).await {
+                Ok(v) => v,
+                Err(_) => {
+                    let _ = tx
+                        .send(SseEvent::default().event("end").data(
+                            json!({"type": "end", "reason": "the runner stopped"}).to_string(),
+                        ))
+                        .await;
+                    return;
+                }
+            };
+            for (_, rec) in log_records(&v) {
+                let key = rec.to_string();
+                if seen.insert(key)
+                    && tx
+                        .send(SseEvent::default().event("log").data(rec.to_string()))
+                        .await
+                        .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(keepalive))
+        .into_response())
+}
+
+/// A stream fed by a task through a channel (ends when the task does).
+fn async_stream_lines<F, Fut>(
+    f: F,
+) -> impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<axum::response::sse::Event>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(256);
+    tokio::spawn(f(tx));
+    futures::stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
+    )
 }
 
 /// `GET /v1/runners/{id}/events`: the runner's own event log (state changes).
@@ -273,4 +466,89 @@ pub async fn profiles(State(s): State<AppState>, RawQuery(q): RawQuery) -> ApiRe
         })
         .collect();
     Ok(axum::Json(json!({"data": data, "next_page": null})).into_response())
+}
+
+/// `GET /v1/fleet`: every runner at a glance.
+pub async fn fleet(State(s): State<AppState>, RawQuery(q): RawQuery) -> ApiResult<Response> {
+    Query::parse(q.as_deref())?.finish()?;
+    Ok(axum::Json(s.manager.fleet().await?).into_response())
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SnapshotBody {
+    #[serde(default)]
+    label: Option<String>,
+}
+
+pub async fn snapshot_create(
+    State(s): State<AppState>,
+    Id(id): Id,
+    Body(body): Body,
+) -> ApiResult<Response> {
+    let b: SnapshotBody = if body.iter().all(u8::is_ascii_whitespace) {
+        SnapshotBody::default()
+    } else {
+        paddock_core::common::parse_json(&body)?
+    };
+    Ok(axum::Json(s.manager.snapshot(&id, b.label).await?).into_response())
+}
+
+pub async fn snapshots_of_runner(
+    State(s): State<AppState>,
+    PathId(id): PathId,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let mut q = Query::parse(q.as_deref())?;
+    let page = q.page(20, 100, Some(Order::Desc))?;
+    q.finish()?;
+    s.store.get_runner(&id).await?;
+    Ok(page_json(
+        s.store.list_snapshots(Some(id), page).await?,
+        false,
+        to_value,
+    ))
+}
+
+pub async fn snapshots(State(s): State<AppState>, RawQuery(q): RawQuery) -> ApiResult<Response> {
+    let mut q = Query::parse(q.as_deref())?;
+    let runner = q.str("runner_id")?;
+    let page = q.page(20, 100, Some(Order::Desc))?;
+    q.finish()?;
+    Ok(page_json(
+        s.store.list_snapshots(runner, page).await?,
+        false,
+        to_value,
+    ))
+}
+
+pub async fn snapshot_get(State(s): State<AppState>, Id(id): Id) -> ApiResult<Response> {
+    Ok(axum::Json(s.store.get_snapshot(&id).await?).into_response())
+}
+
+pub async fn snapshot_delete(State(s): State<AppState>, Id(id): Id) -> ApiResult<Response> {
+    s.manager.delete_snapshot(&id).await?;
+    Ok(super::deleted(&id, "snapshot_deleted"))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreBody {
+    snapshot_id: String,
+}
+
+pub async fn restore(
+    State(s): State<AppState>,
+    Id(id): Id,
+    Json(b): Json<RestoreBody>,
+) -> ApiResult<Response> {
+    Ok(axum::Json(s.manager.restore(&id, &b.snapshot_id).await?).into_response())
+}
+
+pub async fn branch(
+    State(s): State<AppState>,
+    Id(id): Id,
+    Json(req): Json<CreateRunner>,
+) -> ApiResult<Response> {
+    Ok(axum::Json(s.manager.branch(&id, req).await?).into_response())
 }
