@@ -486,11 +486,10 @@ impl Manager {
     }
 
     fn budget_of(&self, r: &Runner, s: &paddock_core::session::Session) -> Option<Money> {
-        r.budget.clone().or_else(|| match &s.budget {
-            Some(paddock_core::session::Budget::Limit { max_list_cost }) => {
-                Some(max_list_cost.clone())
-            }
-            None => None,
+        r.budget.clone().or_else(|| {
+            s.budget
+                .as_ref()
+                .map(|paddock_core::session::Budget::Limit { max_list_cost }| max_list_cost.clone())
         })
     }
 
