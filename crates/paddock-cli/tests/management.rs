@@ -284,6 +284,24 @@ fn monitoring_fleet_and_settings() {
         .filter(|l| serde_json::from_str::<Value>(l).is_ok())
         .count();
     assert_eq!(n, 3, "list --jsonl prints one runner per line");
+    // The live stream: one fleet snapshot per interval, as JSON lines.
+    let mut streaming = std::process::Command::new(common::BIN)
+        .args(["dashboard", "--stream", "--watch", "1"])
+        .env("PADDOCK_URL", &s.url)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("dashboard --stream");
+    std::thread::sleep(Duration::from_millis(2500));
+    streaming.kill().expect("stop the stream");
+    let out = streaming.wait_with_output().expect("output");
+    let snaps: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(snaps.len() >= 2, "{snaps:?}");
+    assert!(snaps
+        .iter()
+        .all(|f| f["type"] == "fleet" && f["active"] == 1));
     let dash = s.cli(&["dashboard"]);
     assert!(
         text(&dash).0.contains("by state: running 1 · stopped 1"),
