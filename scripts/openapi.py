@@ -464,6 +464,7 @@ ENV_NAME = "^[A-Za-z_][A-Za-z0-9_]*$"
 RUNBOOK = "Paddock's field: the runbook (image) runners of this environment start from."
 EXEC_PROFILE_ENV = "Paddock's field: the execution profile sessions in this environment use when neither the session nor its agent names one."
 ENV_VARS = "Paddock's field: environment variables set in the sandbox. Names are letters, digits and `_`, not starting with a digit; values may not contain NUL."
+IDLE_ENV = "Paddock's field: the default `idle_timeout_secs` of runners created from this environment — seconds without exec or file activity before such a runner is stopped (0: never; null: the server's default). Copied at creation: a change does not affect existing runners."
 env_props = {
     "id": {"type": "string", "description": "`env_…`"},
     "type": const("environment"),
@@ -477,6 +478,7 @@ env_props = {
     "execution_profile": {"type": ["string", "null"], "description": EXEC_PROFILE_ENV},
     "env": {"type": "object", "propertyNames": {"pattern": ENV_NAME}, "additionalProperties": STR, "description": ENV_VARS},
     "resource_limits": ref("ResourceLimits"),
+    "idle_timeout_secs": {"type": ["integer", "null"], "minimum": 0, "description": IDLE_ENV},
     "created_at": TS,
     "updated_at": TS,
     "archived_at": TS_NULL,
@@ -484,7 +486,7 @@ env_props = {
 schemas["Environment"] = obj(
     env_props,
     required=list(env_props),
-    description="A sandbox template (`type: \"environment\"`). Archived environments take no new sessions and cannot be changed. Paddock's additive fields: `runbook`, `backend`, `execution_profile`, `env`, `resource_limits`.",
+    description="A sandbox template (`type: \"environment\"`). Archived environments take no new sessions and cannot be changed. Paddock's additive fields: `runbook`, `backend`, `execution_profile`, `env`, `resource_limits`, `idle_timeout_secs`.",
 )
 schemas["EnvironmentCreate"] = obj(
     {
@@ -498,10 +500,11 @@ schemas["EnvironmentCreate"] = obj(
         "execution_profile": {"type": ["string", "null"], "description": EXEC_PROFILE_ENV},
         "env": {"type": ["object", "null"], "propertyNames": {"pattern": ENV_NAME}, "additionalProperties": STR, "description": ENV_VARS},
         "resource_limits": nullable(ref("ResourceLimits")),
+        "idle_timeout_secs": {"type": ["integer", "null"], "minimum": 0, "description": IDLE_ENV},
     },
     required=["name"],
     closed=True,
-    description="Body of `POST /v1/environments`. Unknown fields are refused. Paddock's additive fields: `runbook`, `backend`, `execution_profile`, `env`, `resource_limits`.",
+    description="Body of `POST /v1/environments`. Unknown fields are refused. Paddock's additive fields: `runbook`, `backend`, `execution_profile`, `env`, `resource_limits`, `idle_timeout_secs`.",
 )
 schemas["EnvironmentUpdate"] = obj(
     {
@@ -520,6 +523,7 @@ schemas["EnvironmentUpdate"] = obj(
             "description": "Paddock's field, a patch: a string sets the variable, null removes it; null for the whole map removes every variable.",
         },
         "resource_limits": nullable(desc(ref("ResourceLimits"), "Paddock's field; replaces the limits, null removes them.")),
+        "idle_timeout_secs": {"type": ["integer", "null"], "minimum": 0, "description": "Paddock's field: the idle timeout for runners created from now on; null clears (the server's default applies)."},
     },
     closed=True,
     description="Body of `POST /v1/environments/{environment_id}`. Every field is optional: omitted = keep, null = clear. Archived environments refuse updates with 400 `environment_archived`. Unknown fields are refused.",
@@ -861,8 +865,7 @@ schemas["Enforced"] = obj(
     description="Limit by limit, how a limit is (or can be) enforced; null: not enforced (on a runner, usually because no limit was asked for).",
 )
 ENV_MAP = {"type": "object", "additionalProperties": STR}
-schemas["Runner"] = obj(
-    {
+runner_props = {
         "id": {"type": "string", "description": "`run_…`"},
         "type": const("runner"),
         "state": ref("RunnerState"),
@@ -876,23 +879,74 @@ schemas["Runner"] = obj(
         "network": ref("NetworkPolicy"),
         "limits": desc(ref("ResourceLimits"), "The limits asked for: the profile's, lowered by the environment's `resource_limits`. Every key is present; null means no limit."),
         "enforced": nullable(desc(ref("Enforced"), "How each limit is actually enforced on the backend.")),
-        "env": desc(ENV_MAP, "Environment variables set in the sandbox: the environment's `env`, overridden by the `env` given at creation."),
+        "env": desc(ENV_MAP, "Environment variables set in the sandbox: the environment's `env`, overridden by the `env` given at creation, then changed by updates."),
+        "reason": {"type": ["string", "null"], "description": "Why the runner last changed state when no user asked for it — an automatic stop (`idle timeout: …`, `budget reached: …`, `max wall duration reached: …`), pruning (`pruned: …`), `restart`, `restoring snapshot …` — or why it is `errored`. null after a change a user asked for."},
+        "started_at": desc(TS_NULL, "When the runner last entered `running`; null until then."),
+        "last_activity_at": desc(TS_NULL, "The last exec, cancel or file operation (or the last start, when later). The idle timeout counts from here."),
+        "idle_timeout_secs": {"type": ["integer", "null"], "minimum": 0, "description": "Seconds without activity after which the runner is stopped automatically (0: never; null: the server's default, see `idle_timeout_effective_secs` in the runner detail)."},
+        "budget": nullable(desc(ref("Money"), "Paddock's per-runner budget: the runner is stopped once its session's list cost reaches it (null: the session's own budget, if any, applies).")),
+        "pending_restart": {
+            "type": "array",
+            "items": {"type": "string", "enum": ["env", "network"]},
+            "description": "Settings changed while the runner was running that take effect at its next start (`POST …/restart`, or stop and start); emptied when it enters `running`.",
+        },
         "created_at": TS,
         "updated_at": TS,
+}
+RUNNER_REQUIRED = ["id", "type", "state", "backend", "isolation", "execution_profile", "environment_id", "session_id", "error",
+                   "image", "network", "limits", "enforced", "env", "reason", "started_at", "last_activity_at",
+                   "idle_timeout_secs", "budget", "pending_restart", "created_at", "updated_at"]
+assert sorted(RUNNER_REQUIRED) == sorted(runner_props)
+schemas["Runner"] = obj(
+    runner_props,
+    required=RUNNER_REQUIRED,
+    description="Paddock's resource: one live sandbox and its lifecycle state. `enforced` is null until the runner has been provisioned (and stays null when provisioning failed). A running runner is stopped automatically after its idle timeout, its profile's `ttl_secs` or when its budget is reached; `reason` says which.",
+)
+schemas["RunnerCost"] = obj(
+    {
+        "list_cost": desc(ref("Money"), "The list cost of the runner's session so far."),
+        "budget": nullable(desc(ref("Money"), "The budget that stops the runner: its own `budget`, else its session's `budget.max_list_cost`; null: none.")),
     },
-    required=["id", "type", "state", "backend", "isolation", "execution_profile", "environment_id", "session_id", "error",
-              "image", "network", "limits", "enforced", "env", "created_at", "updated_at"],
-    description="Paddock's resource: one live sandbox and its lifecycle state. `enforced` is null until the runner has been provisioned (and stays null when provisioning failed).",
+    required=["list_cost", "budget"],
+    description="What the runner's session has cost, against the budget that applies to the runner.",
+)
+schemas["RunnerDetail"] = obj(
+    {
+        **runner_props,
+        "uptime_seconds": {"type": ["number", "null"], "minimum": 0, "description": "Seconds since the runner last started, to a tenth; null unless it is `running`."},
+        "idle_timeout_effective_secs": {"type": "integer", "minimum": 0, "description": "The idle timeout that applies: the runner's `idle_timeout_secs`, else the server's default (`runners.idle_timeout_secs`, 1800 unless configured). 0: never."},
+        "latest_sample": nullable(desc(ref("Sample"), "The latest usage sample; null when there is none (the runner is not running, or has not been sampled yet).")),
+        "cost": desc(ref("RunnerCost"), "Only when the runner serves a session."),
+    },
+    required=RUNNER_REQUIRED + ["uptime_seconds", "idle_timeout_effective_secs", "latest_sample"],
+    description="A runner with live figures, as answered by `GET /v1/runners/{runner_id}` and `POST /v1/runners/{runner_id}`: the Runner's fields plus uptime, the idle timeout that applies, the latest usage sample and, when it serves a session, the cost against the budget.",
 )
 schemas["RunnerCreate"] = obj(
     {
         "environment_id": {"type": ["string", "null"], "description": "An environment to take the image, networking, resource limits, variables and default execution profile from. Archived environments are refused (400 `environment_archived`); an environment whose `backend` differs from the profile's is refused with 400."},
         "execution_profile": {"type": ["string", "null"], "description": "The execution profile (see `GET /v1/profiles`); defaults to the session's, then the environment's, then the server's default profile. An unknown name is a 400."},
         "session_id": {"type": ["string", "null"], "description": "The session this runner serves. The profile must allow the session's agent (400 otherwise)."},
-        "env": {"type": ["object", "null"], "additionalProperties": STR, "description": "Environment variables, set over the environment's `env`. Use names of letters, digits and `_` not starting with a digit: names are not checked here, and one the sandbox cannot set makes provisioning fail (the runner ends `errored`)."},
+        "env": {"type": ["object", "null"], "propertyNames": {"pattern": ENV_NAME}, "additionalProperties": STR, "description": "Environment variables, set over the environment's `env`. Names are letters, digits and `_`, not starting with a digit; values may not contain NUL (400 `env.<name>` otherwise)."},
+        "idle_timeout_secs": {"type": ["integer", "null"], "minimum": 0, "description": "Seconds without exec or file activity before the runner is stopped (0: never). Default: the environment's `idle_timeout_secs`, else the server's (`runners.idle_timeout_secs`)."},
+        "budget": nullable(desc(ref("Money"), "Stop the runner once its session's list cost reaches this. Default: the session's budget, if any.")),
     },
     closed=True,
-    description="Body of `POST /v1/runners`. Every field is optional; an empty body creates a runner from the default profile. Unknown fields are refused.",
+    description="Body of `POST /v1/runners` (and of `POST /v1/snapshots/{snapshot_id}/branch`). Every field is optional; an empty body creates a runner from the default profile. Unknown fields are refused.",
+)
+schemas["RunnerUpdate"] = obj(
+    {
+        "idle_timeout_secs": {"type": ["integer", "null"], "minimum": 0, "description": "Seconds without exec or file activity before the runner is stopped (0: never); null: back to the server's default. Takes effect at once."},
+        "budget": nullable(desc(ref("Money"), "Stop the runner once its session's list cost reaches this; null removes the runner's own budget (the session's then applies). Takes effect at once.")),
+        "env": {
+            "type": ["object", "null"],
+            "propertyNames": {"pattern": ENV_NAME},
+            "additionalProperties": {"type": ["string", "null"]},
+            "description": "A patch of the runner's variables: a string sets one, null removes it; names not given are kept (null or omitted for the whole map: no change). Values may not contain NUL. Applied at the next start.",
+        },
+        "network": nullable(desc(ref("NetworkPolicy"), "A new network policy, at most the profile's (a `limited` policy may name only hosts the profile allows) and one the backend can enforce (400 `network` otherwise); null or omitted: no change. Applied at the next start.")),
+    },
+    closed=True,
+    description="Body of `POST /v1/runners/{runner_id}`. Every field is optional. `idle_timeout_secs` and `budget` take effect at once; `env` and `network` at the runner's next start — changed while it runs, they are listed in `pending_restart` until then. Unknown fields are refused.",
 )
 
 # exec
@@ -1094,21 +1148,214 @@ schemas["RunnerLogs"] = obj(
     required=["type", "runner_id", "sandbox", "worker"],
     description="A runner's logs. `worker` is null unless the runner is running and its worker answers.",
 )
-schemas["RunnerEvent"] = {
-    "type": "object",
-    "description": "An entry of a runner's own event log. Today every entry is a `runner.state_changed` (the same event also goes to the log of the runner's session). Clients should ignore unknown types and fields.",
-    "required": ["id", "type", "runner_id", "processed_at", "from", "to", "reason"],
-    "properties": {
-        "id": {"type": "string", "description": "`evt_…`"},
-        "type": {"type": "string", "examples": ["runner.state_changed"]},
-        "runner_id": STR,
-        "processed_at": TS,
+schemas["RunnerLogLine"] = obj(
+    {
+        "ts_ms": {"type": "integer", "minimum": 0, "description": "When the worker recorded it, milliseconds since the Unix epoch."},
+        "source": {"type": "string", "enum": ["worker", "exec"], "description": "`worker`: a line of the worker's own log; `exec`: a chunk of a command's output."},
+        "exec_id": {"type": "string", "description": "`exec` only: the exec id."},
+        "stream": {"type": "string", "enum": ["stdout", "stderr"], "description": "`exec` only."},
+        "text": STR,
+    },
+    required=["ts_ms", "source", "text"],
+    description="The data of an `event: log` frame of `GET /v1/runners/{runner_id}/logs?follow=true`.",
+)
+schemas["RunnerLogStream"] = {
+    "type": "string",
+    "description": "Server-Sent Events. Each new log line or output chunk — written after the stream opened; nothing is replayed — is an `event: log` frame whose data is a RunnerLogLine as one-line JSON, roughly in time order (the worker is polled four times a second). When the runner stops (its worker stops answering), a final `event: end` frame with data `{\"type\": \"end\", \"reason\": \"the runner stopped\"}` ends the stream; a server shutdown ends it without one. Idle streams get keep-alive comment lines.",
+}
+
+# runner events
+def runner_event(kind, props, description):
+    return obj(
+        {"id": {"type": "string", "description": "`evt_…`"}, "type": const(kind), "runner_id": STR, "processed_at": TS, **props},
+        required=["id", "type", "runner_id", "processed_at", *props],
+        description=description,
+    )
+
+
+schemas["RunnerStateChanged"] = runner_event(
+    "runner.state_changed",
+    {
         "from": desc(nullable(ref("RunnerState")), "The previous state; null for the first event (the runner was created)."),
         "to": ref("RunnerState"),
-        "reason": {"type": ["string", "null"], "description": "The runner's `error` after the change, when it has one."},
+        "reason": {"type": ["string", "null"], "description": "Why, when no user asked for the change (the runner's `reason`: an idle timeout, a budget, the TTL, pruning, `restart`, a restore), else the runner's `error`; null otherwise."},
     },
-    "additionalProperties": True,
+    "The runner moved from one lifecycle state to another.",
+)
+schemas["RunnerSnapshotCreated"] = runner_event(
+    "runner.snapshot_created",
+    {"snapshot_id": {"type": "string", "description": "`snap_…`"}, "size_bytes": UINT},
+    "A snapshot of the runner's workspace was taken.",
+)
+schemas["RunnerRestored"] = runner_event(
+    "runner.restored",
+    {"snapshot_id": {"type": "string", "description": "`snap_…`"}},
+    "The runner's workspace was replaced by a snapshot.",
+)
+schemas["RunnerOomKilled"] = runner_event(
+    "runner.oom_killed",
+    {
+        "oom_kills": desc(UINT, "OOM kills in the runner's cgroup so far."),
+        "new": {"type": "integer", "minimum": 1, "description": "OOM kills since the previous report."},
+        "memory_limit_bytes": desc(U64_NULL, "The memory limit in force, when known."),
+        "reason": STR,
+    },
+    "The kernel killed a process of the runner that exceeded its memory limit (seen by the sampler; backends that cannot tell never report it).",
+)
+schemas["RunnerDiskFull"] = runner_event(
+    "runner.disk_full",
+    {
+        "disk_bytes": desc(U64_NULL, "Bytes allocated under the workspace."),
+        "fs_available_bytes": desc(U64_NULL, "Free bytes left on the workspace's file system."),
+        "disk_limit_bytes": desc(U64_NULL, "The runner's disk limit (`limits.disk_mb`), when it has one."),
+    },
+    "The workspace reached the runner's disk limit, or its file system is full (seen by the sampler). Reported once; again only after the disk stopped being full.",
+)
+RUNNER_EVENT_TYPES = {
+    "runner.state_changed": "RunnerStateChanged",
+    "runner.snapshot_created": "RunnerSnapshotCreated",
+    "runner.restored": "RunnerRestored",
+    "runner.oom_killed": "RunnerOomKilled",
+    "runner.disk_full": "RunnerDiskFull",
 }
+schemas["RunnerEvent"] = {
+    "description": "An entry of a runner's own event log, discriminated by `type`. The same events also go to the log of the runner's session, when it serves one (there without `runner_id`, except for `runner.state_changed`). Clients should ignore unknown types and fields.",
+    "oneOf": [ref(n) for n in RUNNER_EVENT_TYPES.values()],
+    "discriminator": {"propertyName": "type", "mapping": {t: S + n for t, n in RUNNER_EVENT_TYPES.items()}},
+}
+
+# metrics, activity
+NUM_NULL = {"type": ["number", "null"], "minimum": 0}
+schemas["Sample"] = obj(
+    {
+        "at": TS,
+        "cpu_seconds": desc(NUM_NULL, "CPU seconds used so far: the runner's cgroup, else the worker's process tree."),
+        "cpu_percent": desc(NUM_NULL, "CPU use since the previous sample, in percent of one core (above 100 with several cores busy), to a tenth; null on the first sample."),
+        "memory_bytes": desc(U64_NULL, "Memory in use: measured by the backend (cgroup), else reported by the worker."),
+        "memory_limit_bytes": desc(U64_NULL, "The memory limit; null when unlimited or unknown."),
+        "disk_bytes": desc(U64_NULL, "Bytes allocated under the workspace."),
+        "fs_available_bytes": desc(U64_NULL, "Free bytes on the workspace's file system."),
+        "processes": desc(U64_NULL, "Processes in the runner."),
+    },
+    required=["at", "cpu_seconds", "cpu_percent", "memory_bytes", "memory_limit_bytes", "disk_bytes", "fs_available_bytes", "processes"],
+    description="One usage sample of a running runner, taken by the orchestrator every `runners.sample_interval_ms` (10 s unless configured). null: not measurable on this backend or host.",
+)
+schemas["RunnerMetrics"] = obj(
+    {
+        "type": const("runner_metrics"),
+        "runner_id": STR,
+        "samples": {"type": "array", "items": ref("Sample"), "description": "Oldest first; at most `runners.history_len` (120 unless configured)."},
+    },
+    required=["type", "runner_id", "samples"],
+    description="A runner's recent usage history, for charts. Kept in memory while the runner runs: empty once it stopped, and after the orchestrator restarts until it has been sampled again.",
+)
+schemas["RunnerActivity"] = obj(
+    {
+        "type": const("runner_activity"),
+        "runner_id": STR,
+        "data": {
+            "type": "array",
+            "items": {"anyOf": [ref("RunnerEvent"), ref("Event")]},
+            "description": "Oldest first by `processed_at`: the runner's own events and, when it serves a session, that session's `user.message`, `agent.message`, `agent.tool_use`, `agent.tool_result`, `agent.custom_tool_use`, `session.status_running`, `session.status_idle` and `session.error` events.",
+        },
+    },
+    required=["type", "runner_id", "data"],
+    description="What happened on a runner, newest last.",
+)
+
+# snapshots
+schemas["Snapshot"] = obj(
+    {
+        "id": {"type": "string", "description": "`snap_…`"},
+        "type": const("snapshot"),
+        "runner_id": {"type": "string", "description": "The runner whose workspace was copied."},
+        "label": {"type": ["string", "null"], "description": "The label given at creation."},
+        "path": {"type": "string", "description": "The archive (a gzipped tar) on the orchestrator's host, under its data directory."},
+        "size_bytes": desc(UINT, "The archive's size."),
+        "contents": {"type": "array", "items": {"type": "string", "examples": ["workspace"]}, "description": "What it holds; today always `[\"workspace\"]`."},
+        "created_at": TS,
+    },
+    required=["id", "type", "runner_id", "label", "path", "size_bytes", "contents", "created_at"],
+    description="Paddock's resource: a point-in-time copy of a runner's workspace, kept by the orchestrator. It can be restored into any runner or branched into a new one; it outlives its runner.",
+)
+schemas["SnapshotCreate"] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"label": {"type": ["string", "null"], "description": "A free-form label."}},
+    "description": "Body of `POST /v1/runners/{runner_id}/snapshots` (may be empty).",
+}
+schemas["RestoreRequest"] = obj(
+    {"snapshot_id": {"type": "string", "description": "The snapshot to restore (`snap_…`); it may come from any runner."}},
+    required=["snapshot_id"],
+    closed=True,
+    description="Body of `POST /v1/runners/{runner_id}/restore`.",
+)
+schemas["StopRequest"] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"timeout_secs": {"type": ["integer", "null"], "minimum": 0, "description": "Seconds running commands get to end after being cancelled before everything is killed. Default: the server's `runners.stop_grace_secs` (5 unless configured)."}},
+    "description": "Body of `POST /v1/runners/{runner_id}/stop` (may be empty).",
+}
+
+# fleet
+COUNT_NULL = {"type": ["integer", "null"], "minimum": 0}
+schemas["StateCounts"] = {
+    "type": "object",
+    "description": "Runners by state; states without runners are left out, and destroyed runners are not counted.",
+    "propertyNames": ref("RunnerState"),
+    "additionalProperties": UINT,
+}
+schemas["FleetProfile"] = obj(
+    {
+        "backend": ref("BackendKind"),
+        "by_state": ref("StateCounts"),
+        "active": desc(UINT, "Its runners that are creating, provisioning, running or stopping."),
+        "max_runners": desc(COUNT_NULL, "The profile's `max_runners`; null: no limit."),
+        "capacity_left": desc(COUNT_NULL, "How many more runners it admits now; null: no limit."),
+    },
+    required=["backend", "by_state", "active", "max_runners", "capacity_left"],
+    description="One execution profile's runners and capacity.",
+)
+schemas["Fleet"] = obj(
+    {
+        "type": const("fleet"),
+        "total": desc(UINT, "Runners that are not destroyed."),
+        "active": desc(UINT, "Runners holding resources: creating, provisioning, running or stopping."),
+        "by_state": ref("StateCounts"),
+        "by_backend": {"type": "object", "additionalProperties": ref("StateCounts"), "description": "By backend name, then state."},
+        "by_profile": {"type": "object", "additionalProperties": ref("FleetProfile"), "description": "Every configured execution profile by name, including those without runners."},
+        "capacity": obj(
+            {
+                "max_active": desc(COUNT_NULL, "The most runners the server allows active at once (`runners.max_active`); null: no limit."),
+                "capacity_left": desc(COUNT_NULL, "How many more runners the server admits now; null: no limit."),
+            },
+            required=["max_active", "capacity_left"],
+        ),
+        "cost": obj(
+            {"list_cost": desc(ref("Money"), "The list cost of the sessions served by runners that are not destroyed, each session counted once.")},
+            required=["list_cost"],
+        ),
+        "health": obj(
+            {
+                "errored": {
+                    "type": "array",
+                    "items": obj({"id": STR, "error": {"type": ["string", "null"]}}, required=["id", "error"]),
+                    "description": "Runners in state `errored`, with their error.",
+                },
+                "above_memory_threshold": {
+                    "type": "array",
+                    "items": obj({"id": STR, "memory_bytes": UINT, "memory_limit_bytes": UINT}, required=["id", "memory_bytes", "memory_limit_bytes"]),
+                    "description": "Runners whose latest sample uses at least `memory_alert_ratio` of their memory limit.",
+                },
+                "memory_alert_ratio": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "description": "The server's `runners.memory_alert_ratio` (0.9 unless configured)."},
+            },
+            required=["errored", "above_memory_threshold", "memory_alert_ratio"],
+        ),
+        "generated_at": TS,
+    },
+    required=["type", "total", "active", "by_state", "by_backend", "by_profile", "capacity", "cost", "health", "generated_at"],
+    description="Every runner at a glance: counts by state, backend and profile, capacity, cost and health.",
+)
 
 # backends, profiles
 schemas["Backend"] = obj(
@@ -1144,9 +1391,9 @@ schemas["ExecutionProfile"] = obj(
         "disk_mb": {"type": ["integer", "null"], "minimum": 1},
         "network": {"type": "string", "enum": ["none", "limited", "unrestricted"], "description": "The most network a runner of this profile may have."},
         "allowed_hosts": desc(HOSTS, "Hosts for `network: \"limited\"` (empty otherwise)."),
-        "ttl_secs": {"type": ["integer", "null"], "minimum": 0, "description": "A runner is meant to be stopped this long after it started (0 or null: no limit)."},
+        "ttl_secs": {"type": ["integer", "null"], "minimum": 0, "description": "A running runner is stopped automatically this long after it last started, with `reason` `max wall duration reached: …` (0 or null: no limit)."},
         "allowed_agents": {"type": "array", "items": STR, "description": "Agents (ids or names) allowed to use this profile; empty allows all."},
-        "max_runners": {"type": ["integer", "null"], "minimum": 1, "description": "Most runners of this profile active at once (creating, provisioning, running or stopping); more are refused with 503 `capacity_exceeded`. null: no limit."},
+        "max_runners": {"type": ["integer", "null"], "minimum": 1, "description": "Most runners of this profile active at once (creating, provisioning, running or stopping); more are refused with 503 `capacity_exceeded` (the server's `runners.max_active` caps all profiles together). null: no limit."},
     },
     required=["type", "name", "default", "backend", "runbook", "cpu", "memory_mb", "pids", "disk_mb", "network", "allowed_hosts", "ttl_secs", "allowed_agents", "max_runners"],
     description="An operator's policy for runners (from the server configuration): backend, image, limits (caps an environment may lower), network, lifetime, agents and capacity.",
@@ -1172,6 +1419,7 @@ schemas["SessionPage"] = page("Session", prev=True)
 schemas["EventPage"] = page("Event")
 schemas["RunnerPage"] = page("Runner")
 schemas["RunnerEventPage"] = page("RunnerEvent")
+schemas["SnapshotPage"] = page("Snapshot")
 
 
 def fixed_list(item, what):
@@ -1190,7 +1438,7 @@ schemas["ProfileList"] = fixed_list("ExecutionProfile", "configured execution pr
 schemas["Deleted"] = obj(
     {
         "id": STR,
-        "type": {"type": "string", "enum": ["agent_deleted", "environment_deleted", "session_deleted"]},
+        "type": {"type": "string", "enum": ["agent_deleted", "environment_deleted", "session_deleted", "snapshot_deleted"]},
     },
     required=["id", "type"],
     description="Confirms a deletion.",
@@ -1209,7 +1457,7 @@ schemas["Error"] = obj(
                     {
                         "error_code": {
                             "type": "string",
-                            "description": "A narrower code, e.g. `invalid_metadata`, `environment_archived`, `agent_archived`, `invalid_config_type_change`, `request_too_large`, `agent_not_found`, `environment_not_found`, `session_not_found`, `runner_not_found`, `route_not_found`, `conflict`, `version_conflict`, `illegal_transition`, `idempotency_key_reused`; for runners also `unsupported`, `worker_rejected`, `path_forbidden`, `file_not_found`, `sandbox_not_found`, `worker_error`, `worker_unreachable`, `backend_timeout`, `backend_io`, `backend_unavailable`, `capacity_exceeded`.",
+                            "description": "A narrower code, e.g. `invalid_metadata`, `environment_archived`, `agent_archived`, `invalid_config_type_change`, `request_too_large`, `agent_not_found`, `environment_not_found`, `session_not_found`, `runner_not_found`, `snapshot_not_found`, `route_not_found`, `conflict`, `version_conflict`, `illegal_transition`, `idempotency_key_reused`; for runners also `unsupported`, `worker_rejected`, `path_forbidden`, `file_not_found`, `sandbox_not_found`, `worker_error`, `worker_unreachable`, `backend_timeout`, `backend_io`, `backend_unavailable`, `capacity_exceeded`.",
                         }
                     },
                     required=["error_code"],
@@ -1265,6 +1513,7 @@ parameters = {
     "EnvironmentId": path_param("environment_id", "environment"),
     "SessionId": path_param("session_id", "session"),
     "RunnerId": path_param("runner_id", "runner"),
+    "SnapshotId": path_param("snapshot_id", "snapshot"),
     "Limit": query("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}, "Page size."),
     "Page": query("page", STR, "An opaque cursor from `next_page` (or `prev_page`) of a previous response, sent with the same query."),
     "IncludeArchived": query("include_archived", {"type": "boolean", "default": False}, "Include archived objects."),
@@ -1304,8 +1553,9 @@ responses = {
     "PayloadTooLarge": err_response("The request body is larger than the configured limit (`request_too_large`)."),
     "Forbidden": err_response("The runner's worker refused a path outside the workspace, or the operating system refused access (`permission_error`; `path_forbidden` in both cases)."),
     "BadGateway": err_response("The runner's worker failed or could not be reached (`api_error`, `worker_error` or `worker_unreachable`).", client_error=False),
-    "ServiceUnavailable": err_response("No capacity: the profile's `max_runners` are all active (`capacity_exceeded`), or the runner's backend is not configured or cannot run on this host (`backend_unavailable`); `overloaded_error`.", client_error=False),
+    "ServiceUnavailable": err_response("No capacity: the profile's `max_runners`, or the server's `runners.max_active`, are all active (`capacity_exceeded`), or the runner's backend is not configured or cannot run on this host (`backend_unavailable`); `overloaded_error`.", client_error=False),
     "GatewayTimeout": err_response("The backend did not finish in time (`timeout_error`, `backend_timeout`).", client_error=False),
+    "InternalError": err_response("The server or the backend failed (`api_error`): a file operation of the backend (`backend_io`, the cause in the message), or an internal error (a generic message, no code; the server log has the details under the request id).", client_error=False),
 }
 
 
@@ -1319,7 +1569,7 @@ def ok(schema_name, description="OK", content_type="application/json", extra_hea
 
 
 ERR = {400: "BadRequest", 403: "Forbidden", 404: "NotFound", 409: "Conflict", 413: "PayloadTooLarge",
-       502: "BadGateway", 503: "ServiceUnavailable", 504: "GatewayTimeout"}
+       500: "InternalError", 502: "BadGateway", 503: "ServiceUnavailable", 504: "GatewayTimeout"}
 
 
 def op(op_id, summary, tag, ok_resp, errors=(), params=(), body=None, body_required=True, description=None):
@@ -1512,10 +1762,27 @@ add("/v1/runners", "get", op(
     ],
     description="Paddock's resource.",
 ))
-add("/v1/runners/{runner_id}", "get", op("retrieveRunner", "Retrieve a runner", "Runners", ok("Runner"), [404], params=[pref("RunnerId")]))
 RUNNING_409 = "The runner is not `running` (`conflict`)."
 RUNNER_404 = "The runner does not exist (`runner_not_found`)."
+SNAPSHOT_404 = "The snapshot does not exist (`snapshot_not_found`)."
 BACKEND_503 = "The runner's backend is not configured on this server (`backend_unavailable`)."
+add("/v1/runners/{runner_id}", "get", op(
+    "retrieveRunner", "Retrieve a runner", "Runners", ok("RunnerDetail"), {400: None, 404: RUNNER_404},
+    params=[pref("RunnerId")],
+    description="The runner with live figures: uptime, the idle timeout that applies, the latest usage sample and, when it serves a session, its cost against the budget.",
+))
+add("/v1/runners/{runner_id}", "post", op(
+    "updateRunner", "Update a runner's settings", "Runners", ok("RunnerDetail", "The runner with its new settings, as `GET /v1/runners/{runner_id}` answers it."),
+    {
+        400: "Invalid body: an unknown field, a bad budget, a bad variable name or value (`env.<name>`), or a network policy wider than the runner's profile allows or one its backend cannot enforce (`network`).",
+        404: RUNNER_404,
+        409: "The runner is `destroying` or `destroyed`; its settings are final (`conflict`).",
+        413: None,
+        503: BACKEND_503,
+    },
+    params=[pref("RunnerId")], body="RunnerUpdate", body_required=False,
+    description="Changes a runner's settings in any state but `destroying` and `destroyed`. The idle timeout and the budget apply at once; variables and the network policy at the next start — while the runner runs they are listed in `pending_restart` (use `POST /v1/runners/{runner_id}/restart`).",
+))
 WORKER_502 = "The worker failed or could not be reached (`worker_error`, `worker_unreachable`). Worker refusals the API has no status for end up here too, e.g. a duplicate exec id, a command that cannot be started, a non-empty directory without `recursive=true`."
 WORKER_QUERY = "The query string is passed to the runner's worker as is; the worker refuses unknown parameters with 400 (`worker_rejected`)."
 add("/v1/runners", "post", op(
@@ -1523,6 +1790,7 @@ add("/v1/runners", "post", op(
     {
         400: "Invalid body, unknown or refused execution profile (`execution_profile`, including a network policy or limit the backend cannot enforce: `execution_profile.network`), archived environment (`environment_archived`), environment limits above the profile's, or an environment whose backend differs from the profile's.",
         404: "The environment or session does not exist.",
+        409: "The session is archived or terminated and takes no runner (`conflict`).",
         413: None,
         503: None,
     },
@@ -1543,9 +1811,15 @@ add("/v1/runners/{runner_id}", "delete", op(
 ))
 add("/v1/runners/{runner_id}/stop", "post", op(
     "stopRunner", "Stop a runner", "Runners", ok("Runner", "The runner, now `stopped` (or `errored` when stopping failed)."),
+    {400: "The body is not JSON, or has an unknown field or a bad `timeout_secs`.", 404: RUNNER_404, 409: "The runner is neither `running` nor `stopped` (`conflict`).", 413: None, 503: BACKEND_503},
+    params=[pref("RunnerId")], body="StopRequest", body_required=False,
+    description="Asks the worker to cancel running execs, waits up to `timeout_secs` for them to end, then kills the sandbox, keeping its workspace. Exec streams still open end without an `exit` record. Stopping a stopped runner returns it unchanged. The body may be empty.",
+))
+add("/v1/runners/{runner_id}/restart", "post", op(
+    "restartRunner", "Restart a runner", "Runners", ok("Runner", "The runner, now `running` (or `errored` when stopping or starting failed)."),
     {400: None, 404: RUNNER_404, 409: "The runner is neither `running` nor `stopped` (`conflict`).", 503: BACKEND_503},
     params=[pref("RunnerId")],
-    description="Asks the worker to cancel running execs, then kills the sandbox, keeping its workspace. Exec streams still open end without an `exit` record. Stopping a stopped runner returns it unchanged. " + EMPTY_POST,
+    description="Stops a running runner (with the server's default grace; the state changes carry the reason `restart`) and starts it again with its workspace intact, applying the settings in `pending_restart`. A stopped runner is just started. " + EMPTY_POST,
 ))
 add("/v1/runners/{runner_id}/start", "post", op(
     "startRunner", "Start a stopped runner", "Runners", ok("Runner", "The runner, now `running` (or `errored` when starting failed)."),
@@ -1585,13 +1859,28 @@ add("/v1/runners/{runner_id}/status", "get", op(
     params=[pref("RunnerId")],
 ))
 add("/v1/runners/{runner_id}/logs", "get", op(
-    "getRunnerLogs", "A runner's logs", "Runners", ok("RunnerLogs"),
-    {400: None, 404: RUNNER_404, 503: BACKEND_503},
+    "getRunnerLogs", "A runner's logs", "Runners",
+    {
+        "description": "Without `follow`: the logs as JSON. With `follow=true`: a Server-Sent Events stream of new log lines.",
+        "headers": {"request-id": {"$ref": H + "RequestId"}},
+        "content": {
+            "application/json": {"schema": ref("RunnerLogs")},
+            "text/event-stream": {"schema": ref("RunnerLogStream")},
+        },
+    },
+    {
+        400: None,
+        404: RUNNER_404,
+        409: "`follow=true` and the runner is not `running` (`conflict`).",
+        502: "`follow=true` and the worker failed or could not be reached (`worker_error`, `worker_unreachable`).",
+        503: BACKEND_503,
+    },
     params=[
         pref("RunnerId"),
-        query("tail", {"type": "integer", "minimum": 0, "default": 200}, "Lines (and output records) to return; clamped to 1 … 10000."),
+        query("tail", {"type": "integer", "minimum": 0, "default": 200}, "Lines (and output records) to return; clamped to 1 … 10000. Ignored with `follow=true`."),
+        query("follow", {"type": "boolean", "default": False}, "Stream new log lines as Server-Sent Events (`text/event-stream`) instead of answering once; needs a running runner."),
     ],
-    description="Works in every state: the sandbox's log is read from the backend; the worker's part only while the runner is running.",
+    description="Without `follow`, works in every state: the sandbox's log is read from the backend; the worker's part only while the runner is running. With `follow=true`, streams the worker's log lines and exec output written after the stream opened, as `event: log` frames (data: RunnerLogLine), until the runner stops (`event: end`).",
 ))
 add("/v1/runners/{runner_id}/events", "get", op(
     "listRunnerEvents", "List a runner's events", "Runners", ok("RunnerEventPage"), {400: None, 404: RUNNER_404},
@@ -1601,7 +1890,20 @@ add("/v1/runners/{runner_id}/events", "get", op(
         order("asc", "position in the log"),
         pref("Page"),
     ],
-    description="The runner's own event log: every state change, oldest first by default.",
+    description="The runner's own event log, oldest first by default: every state change, snapshot and restore, and the OOM kills and full disks the sampler saw.",
+))
+add("/v1/runners/{runner_id}/metrics", "get", op(
+    "getRunnerMetrics", "A runner's usage history", "Runners", ok("RunnerMetrics"), {400: None, 404: RUNNER_404},
+    params=[pref("RunnerId")],
+    description="The usage samples the orchestrator took while the runner ran (CPU, memory, disk, processes), oldest first, for charts. Works in every state; the history is empty unless the runner is running.",
+))
+add("/v1/runners/{runner_id}/activity", "get", op(
+    "getRunnerActivity", "A runner's activity", "Runners", ok("RunnerActivity"), {400: None, 404: RUNNER_404},
+    params=[
+        pref("RunnerId"),
+        query("limit", {"type": "integer", "minimum": 0, "default": 100}, "How many of the newest entries to return; clamped to 1 … 1000."),
+    ],
+    description="What happened on the runner, merged and oldest first: its own events and, when it serves a session, the session's messages, tool calls and status changes. Each source contributes at most its newest 1000 events.",
 ))
 PATH_Q = "A path relative to the workspace root (or absolute under it). `..` may not climb above the root, and symbolic links are followed only inside the workspace."
 add("/v1/runners/{runner_id}/files/read", "get", op(
@@ -1690,6 +1992,68 @@ add("/v1/runners/{runner_id}/files", "delete", op(
     ],
     description=WORKER_QUERY,
 ))
+add("/v1/runners/{runner_id}/snapshots", "post", op(
+    "createSnapshot", "Snapshot a runner's workspace", "Snapshots", ok("Snapshot"),
+    {
+        400: "The body is not JSON, or has an unknown field.",
+        404: "The runner does not exist (`runner_not_found`), or has no workspace on its backend (`sandbox_not_found`).",
+        409: "The runner is `creating`, `destroying` or `destroyed`: there is no workspace to snapshot (`conflict`).",
+        413: None,
+        500: "Archiving the workspace failed (`backend_io`).",
+        503: BACKEND_503,
+    },
+    params=[pref("RunnerId")], body="SnapshotCreate", body_required=False,
+    description="Copies the runner's workspace into an archive kept by the orchestrator and writes `runner.snapshot_created` to its event log. A running runner keeps running: files changed while they are read are copied as they were at that moment. The body may be empty.",
+))
+add("/v1/runners/{runner_id}/snapshots", "get", op(
+    "listRunnerSnapshots", "List a runner's snapshots", "Snapshots", ok("SnapshotPage"), {400: None, 404: RUNNER_404},
+    params=[pref("RunnerId"), pref("Limit"), order("desc", "creation"), pref("Page")],
+))
+add("/v1/runners/{runner_id}/restore", "post", op(
+    "restoreRunner", "Restore a runner's workspace from a snapshot", "Snapshots",
+    ok("Runner", "The runner: `running` again when it was running (or `errored` when it could not be started again), else still `stopped`."),
+    {
+        400: "Invalid body: `snapshot_id` missing, or an unknown field.",
+        404: "The snapshot (`snapshot_not_found`) or the runner (`runner_not_found`) does not exist.",
+        409: "The runner is neither `running` nor `stopped` (`conflict`).",
+        413: None,
+        500: "The snapshot could not be extracted (`backend_io`); the workspace is left as it was, and a runner that was running is started again.",
+        503: BACKEND_503,
+    },
+    params=[pref("RunnerId")], body="RestoreRequest",
+    description="Replaces the runner's workspace with the snapshot's contents (a snapshot of any runner), stopping a running runner first (reason `restoring snapshot …`) and starting it again afterwards. Writes `runner.restored` to its event log.",
+))
+add("/v1/snapshots", "get", op(
+    "listSnapshots", "List snapshots", "Snapshots", ok("SnapshotPage"), [400],
+    params=[query("runner_id", STR, "Only the snapshots of this runner."), pref("Limit"), order("desc", "creation"), pref("Page")],
+    description="Snapshots of every runner, including destroyed ones.",
+))
+add("/v1/snapshots/{snapshot_id}", "get", op(
+    "retrieveSnapshot", "Retrieve a snapshot", "Snapshots", ok("Snapshot"), {400: None, 404: SNAPSHOT_404},
+    params=[pref("SnapshotId")],
+))
+add("/v1/snapshots/{snapshot_id}", "delete", op(
+    "deleteSnapshot", "Delete a snapshot", "Snapshots", ok("Deleted", "`{id, type: \"snapshot_deleted\"}`."), {400: None, 404: SNAPSHOT_404},
+    params=[pref("SnapshotId")],
+    description="Removes the snapshot and its archive.",
+))
+add("/v1/snapshots/{snapshot_id}/branch", "post", op(
+    "branchSnapshot", "Create a runner from a snapshot", "Snapshots",
+    ok("Runner", "The new runner, `running`, or `errored` (with `error`) when seeding its workspace or provisioning failed."),
+    {
+        400: "Invalid body or refused profile, as for `POST /v1/runners`.",
+        404: "The snapshot (`snapshot_not_found`), or the environment or session named, does not exist.",
+        409: "The session is archived or terminated and takes no runner (`conflict`).",
+        413: None,
+        503: None,
+    },
+    params=[pref("SnapshotId")], body="RunnerCreate", body_required=False,
+    description="Creates a runner as `POST /v1/runners` does, its workspace starting as the snapshot's contents; the snapshot's runner is not touched. `execution_profile` and `environment_id` default to those of the snapshot's runner.",
+))
+add("/v1/fleet", "get", op(
+    "getFleet", "Every runner at a glance", "Runners", ok("Fleet"), [400],
+    description="Counts of the runners that are not destroyed by state, backend and execution profile, capacity left (per profile and server-wide), the cost of the sessions they serve, and health: errored runners and those near their memory limit.",
+))
 add("/v1/backends", "get", op(
     "listBackends", "List backends", "Runners", ok("BackendList"),
     description="The compute backends configured on this server and what each really enforces on this host.",
@@ -1715,7 +2079,8 @@ doc = {
         {"name": "Environments"},
         {"name": "Sessions"},
         {"name": "Events"},
-        {"name": "Runners", "description": "Paddock's resource: live sandboxes (lifecycle, commands, files, status and logs), and the execution profiles and backends they are created from."},
+        {"name": "Runners", "description": "Paddock's resource: live sandboxes (lifecycle, settings, commands, files, status, metrics, activity and logs), the fleet at a glance, and the execution profiles and backends runners are created from."},
+        {"name": "Snapshots", "description": "Paddock's resource: point-in-time copies of runner workspaces, restored into a runner or branched into a new one."},
     ],
     "paths": paths,
     "components": {

@@ -260,6 +260,9 @@ impl Manager {
                 network = network.narrowest(&asked);
             }
         }
+        if let Some(b) = &req.budget {
+            b.validate("budget")?;
+        }
         let mut vars = env.as_ref().map(|e| e.env.clone()).unwrap_or_default();
         for (k, v) in req.env.clone().unwrap_or_default() {
             if !paddock_core::environment::valid_env_name(&k) || v.contains('\0') {

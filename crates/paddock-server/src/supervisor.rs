@@ -101,6 +101,21 @@ pub struct RunnerUpdate {
     pub network: Option<NetworkPolicy>,
 }
 
+/// Equal policies, with `limited` host lists compared as sets.
+fn same_policy(a: &NetworkPolicy, b: &NetworkPolicy) -> bool {
+    match (a, b) {
+        (
+            NetworkPolicy::Limited { allowed_hosts: x },
+            NetworkPolicy::Limited { allowed_hosts: y },
+        ) => {
+            let (x, y): (HashSet<&String>, HashSet<&String>) =
+                (x.iter().collect(), y.iter().collect());
+            x == y
+        }
+        _ => a == b,
+    }
+}
+
 fn f64_at(v: &Value, p: &str) -> Option<f64> {
     v.pointer(p).and_then(Value::as_f64)
 }
@@ -186,7 +201,7 @@ impl Manager {
                 .profiles
                 .resolve("execution_profile", r.execution_profile.as_deref())?
                 .1;
-            if profile.network_policy().narrowest(n) != *n {
+            if !same_policy(&profile.network_policy().narrowest(n), n) {
                 return Err(ServerError::invalid(
                     "network",
                     format!(

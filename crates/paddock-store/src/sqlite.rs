@@ -1207,8 +1207,11 @@ fn append_runner_event_tx(
     tx: &Transaction<'_>,
     runner: Runner,
     kind: &str,
-    payload: serde_json::Map<String, serde_json::Value>,
+    mut payload: serde_json::Map<String, serde_json::Value>,
 ) -> Result<RunnerChange> {
+    payload
+        .entry("runner_id")
+        .or_insert_with(|| runner.id.clone().into());
     let now = runner.updated_at;
     let seq: i64 = tx.query_row(
         "SELECT coalesce(max(seq), 0) + 1 FROM runner_events WHERE runner_id = ?1",
