@@ -2,6 +2,7 @@
 //! available on a machine must pass it, isolation attacks included.
 
 pub mod contract;
+pub mod model_server;
 
 /// Whether a test that needs `what` must fail instead of skipping (CI sets
 /// `PADDOCK_REQUIRE_<WHAT>=1`). Prints the reason when it skips.
