@@ -43,10 +43,20 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(base: &str, json: bool) -> Self {
+    pub fn new(base: &str, json: bool, token: Option<&str>) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(t) = token {
+            if let Ok(mut v) = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}")) {
+                v.set_sensitive(true);
+                headers.insert(reqwest::header::AUTHORIZATION, v);
+            }
+        }
         Client {
             base: base.trim_end_matches('/').to_string(),
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder()
+                .default_headers(headers)
+                .build()
+                .unwrap_or_default(),
             json,
         }
     }
@@ -249,7 +259,11 @@ impl Client {
         let mut buf: Vec<u8> = vec![];
         let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| CliError::Other(e.into()))?;
+            let Ok(chunk) = chunk else {
+                return Err(CliError::Other(anyhow::anyhow!(
+                    "the output stream was cut before the command finished (was the runner stopped?)"
+                )));
+            };
             buf.extend_from_slice(&chunk);
             while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = buf.drain(..=nl).collect();

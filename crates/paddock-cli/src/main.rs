@@ -30,6 +30,9 @@ struct Cli {
     /// Print raw JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    /// API token (sent as `Authorization: Bearer`).
+    #[arg(long, global = true, env = "PADDOCK_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -423,7 +426,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
-    let c = Client::new(&cli.url, cli.json);
+    let c = Client::new(&cli.url, cli.json, cli.token.as_deref());
     match cli.cmd {
         Cmd::Serve(args) => serve(args).await.map_err(CliError::Other)?,
         Cmd::Agents(cmd) => match cmd {

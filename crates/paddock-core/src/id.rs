@@ -15,6 +15,8 @@ pub const CREDENTIAL: &str = "vcrd";
 pub const RESOURCE: &str = "sesrsc";
 pub const REQUEST: &str = "req";
 pub const SNAPSHOT: &str = "snap";
+pub const TOKEN: &str = "tok";
+pub const AUDIT: &str = "aud";
 
 const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 

@@ -10,6 +10,7 @@ pub mod id;
 pub mod lifecycle;
 pub mod profile;
 pub mod runner;
+pub mod security;
 pub mod session;
 pub mod ts;
 

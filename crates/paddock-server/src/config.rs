@@ -39,6 +39,56 @@ pub struct Config {
     pub local: LocalSettings,
     /// Runner supervision: automatic stops, sampling, pruning (`[runners]`).
     pub runners: RunnerSettings,
+    /// The admin token. With it set, every route but /healthz and /metrics needs a token.
+    pub api_token: Option<String>,
+    /// Allow listening beyond loopback without any token (dangerous; off by default).
+    pub allow_unauthenticated: bool,
+    /// Per-caller token bucket in front of the API (`[rate_limit]`).
+    pub rate_limit: RateLimitSettings,
+    /// The audit trail (`[audit]`).
+    pub audit: AuditSettings,
+    /// Encryption of vault secrets (`[vault]`).
+    pub vault: VaultSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Requests per second per caller (token, else IP); 0 disables rate limiting.
+    pub per_second: f64,
+    /// Requests a caller may make at once.
+    pub burst: u32,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        RateLimitSettings {
+            per_second: 50.0,
+            burst: 100,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSettings {
+    /// Days audit entries are kept.
+    pub retention_days: u32,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings { retention_days: 90 }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VaultSettings {
+    /// The key (32 bytes, base64). Absent: `<data_dir>/vault.key`, created on first use.
+    pub key: Option<String>,
+    /// Keys secrets may still be sealed with; they are re-encrypted at startup.
+    pub previous_keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -137,6 +187,11 @@ impl Default for Config {
             profiles: BTreeMap::new(),
             local: LocalSettings::default(),
             runners: RunnerSettings::default(),
+            api_token: None,
+            allow_unauthenticated: false,
+            rate_limit: RateLimitSettings::default(),
+            audit: AuditSettings::default(),
+            vault: VaultSettings::default(),
         }
     }
 }
@@ -184,6 +239,17 @@ impl Config {
                     cfg.sse_keepalive_secs = v.parse().map_err(|e| bad(&k, e))?
                 }
                 "PADDOCK_DEFAULT_PROFILE" => cfg.default_profile = v,
+                "PADDOCK_API_TOKEN" => cfg.api_token = Some(v).filter(|t| !t.is_empty()),
+                "PADDOCK_ALLOW_UNAUTHENTICATED" => {
+                    cfg.allow_unauthenticated = matches!(v.as_str(), "1" | "true" | "yes")
+                }
+                "PADDOCK_RATE_LIMIT_PER_SECOND" => {
+                    cfg.rate_limit.per_second = v.parse().map_err(|e| bad(&k, e))?
+                }
+                "PADDOCK_RATE_LIMIT_BURST" => {
+                    cfg.rate_limit.burst = v.parse().map_err(|e| bad(&k, e))?
+                }
+                "PADDOCK_VAULT_KEY" => cfg.vault.key = Some(v).filter(|t| !t.is_empty()),
                 "PADDOCK_WORKER_BIN" => cfg.local.worker = Some(PathBuf::from(v)),
                 "PADDOCK_LOCAL_MODE" => {
                     cfg.local.mode = match v.as_str() {
@@ -219,6 +285,32 @@ impl Config {
         }
         if self.sse_keepalive_secs == 0 {
             return Err(bad("sse_keepalive_secs", "must be at least 1"));
+        }
+        if let Some(t) = &self.api_token {
+            if t.len() < 16 {
+                return Err(bad("api_token", "must be at least 16 characters"));
+            }
+        }
+        if !(self.rate_limit.per_second >= 0.0 && self.rate_limit.per_second.is_finite()) {
+            return Err(bad("rate_limit.per_second", "must be 0 (off) or more"));
+        }
+        if self.rate_limit.per_second > 0.0 && self.rate_limit.burst == 0 {
+            return Err(bad("rate_limit.burst", "must be at least 1"));
+        }
+        let loopback = self
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .map(|a| a.ip().is_loopback())
+            .unwrap_or(false);
+        if self.api_token.is_none() && !loopback && !self.allow_unauthenticated {
+            return Err(bad(
+                "listen",
+                format!(
+                    "{} is not a loopback address and no api_token is set: anyone who can reach it could run code. \
+                     Set PADDOCK_API_TOKEN, listen on 127.0.0.1, or force it with allow_unauthenticated = true",
+                    self.listen
+                ),
+            ));
         }
         let r = &self.runners;
         if r.sweep_interval_ms < 10 || r.sample_interval_ms < 10 {

@@ -8,6 +8,7 @@ mod hub;
 mod manager;
 mod request_id;
 mod routes;
+mod security;
 mod supervisor;
 
 use axum::extract::Request;
@@ -39,12 +40,27 @@ pub struct AppState {
     manager: Arc<manager::Manager>,
     shutdown: watch::Receiver<bool>,
     routes: Arc<Vec<(&'static str, &'static str)>>,
+    /// The audit action of each `(method, route)`.
+    routes_actions: Arc<std::collections::HashMap<(String, String), String>>,
+    limiter: Arc<security::RateLimiter>,
+    pub metrics: Arc<paddock_metrics::PaddockMetrics>,
+    /// Seals and opens vault secrets.
+    keyring: Arc<paddock_vault::Keyring>,
 }
 
 /// Builds the router and, alongside, the list of `(method, path)` it serves.
 struct Routes {
     router: Router<AppState>,
     table: Vec<(&'static str, &'static str)>,
+    actions: Vec<String>,
+}
+
+/// `paddock_server::routes::agents::create` → `agents.create`.
+fn action_of<H>() -> String {
+    let name = std::any::type_name::<H>();
+    let mut parts: Vec<&str> = name.rsplit("::").take(2).collect();
+    parts.reverse();
+    parts.join(".")
 }
 
 impl Routes {
@@ -62,6 +78,7 @@ impl Routes {
         };
         self.router = self.router.route(path, on(filter, handler));
         self.table.push((method, path));
+        self.actions.push(action_of::<H>());
         self
     }
 }
@@ -71,9 +88,57 @@ fn routes() -> Routes {
     Routes {
         router: Router::new(),
         table: vec![],
+        actions: vec![],
     }
     .add("GET", "/", meta::index)
     .add("GET", "/healthz", meta::healthz)
+    .add("GET", "/metrics", meta::metrics)
+    .add("POST", "/v1/tokens", tokens::create)
+    .add("GET", "/v1/tokens", tokens::list)
+    .add("GET", "/v1/tokens/{token_id}", tokens::retrieve)
+    .add("DELETE", "/v1/tokens/{token_id}", tokens::revoke)
+    .add("GET", "/v1/audit", tokens::audit)
+    .add("POST", "/v1/vaults", vaults::create)
+    .add("GET", "/v1/vaults", vaults::list)
+    .add("GET", "/v1/vaults/{vault_id}", vaults::retrieve)
+    .add("POST", "/v1/vaults/{vault_id}", vaults::update)
+    .add("DELETE", "/v1/vaults/{vault_id}", vaults::delete)
+    .add("POST", "/v1/vaults/{vault_id}/archive", vaults::archive)
+    .add(
+        "POST",
+        "/v1/vaults/{vault_id}/credentials",
+        vaults::cred_create,
+    )
+    .add(
+        "GET",
+        "/v1/vaults/{vault_id}/credentials",
+        vaults::cred_list,
+    )
+    .add(
+        "GET",
+        "/v1/vaults/{vault_id}/credentials/{credential_id}",
+        vaults::cred_retrieve,
+    )
+    .add(
+        "POST",
+        "/v1/vaults/{vault_id}/credentials/{credential_id}",
+        vaults::cred_update,
+    )
+    .add(
+        "DELETE",
+        "/v1/vaults/{vault_id}/credentials/{credential_id}",
+        vaults::cred_delete,
+    )
+    .add(
+        "POST",
+        "/v1/vaults/{vault_id}/credentials/{credential_id}/archive",
+        vaults::cred_archive,
+    )
+    .add(
+        "POST",
+        "/v1/vaults/{vault_id}/credentials/{credential_id}/mcp_oauth_validate",
+        vaults::cred_validate,
+    )
     .add("GET", "/openapi.json", meta::openapi)
     .add("POST", "/v1/agents", agents::create)
     .add("GET", "/v1/agents", agents::list)
@@ -219,6 +284,7 @@ impl Server {
         let store = SqliteStore::open(&config.database_path())?;
         let listener = TcpListener::bind(&config.listen).await?;
         let server = Server::with_store(config, Arc::new(store), listener)?;
+        server.rotate_vault_keys().await?;
         server.state.manager.adopt().await?;
         Ok(server)
     }
@@ -230,6 +296,14 @@ impl Server {
     ) -> Result<Server, ServerError> {
         let (shutdown_tx, shutdown) = watch::channel(false);
         let hub = Arc::new(hub::Hub::default());
+        let (keyring, source) = paddock_vault::Keyring::load(
+            config.vault.key.as_deref(),
+            &config.vault.previous_keys,
+            &config.data_dir.join("vault.key"),
+        )
+        .map_err(|e| ServerError::Config(format!("vault: {e}")))?;
+        tracing::info!(key = %source, "vault key loaded");
+        let keyring = Arc::new(keyring);
         let manager = manager::Manager::new(
             store.clone(),
             hub.clone(),
@@ -237,8 +311,27 @@ impl Server {
             config.execution_profiles(),
             config.runners.clone(),
             config.data_dir.join("snapshots"),
+            keyring.clone(),
         );
+        let r = routes();
+        let routes_actions = r
+            .table
+            .iter()
+            .zip(r.actions)
+            .map(|((m, p), a)| ((m.to_string(), p.to_string()), a))
+            .collect();
+        let limiter = Arc::new(security::RateLimiter::new(
+            config.rate_limit.per_second,
+            config.rate_limit.burst,
+        ));
+        let metrics = Arc::new(paddock_metrics::PaddockMetrics::new(env!(
+            "CARGO_PKG_VERSION"
+        )));
         let state = AppState {
+            keyring,
+            routes_actions: Arc::new(routes_actions),
+            limiter,
+            metrics,
             config: Arc::new(config),
             store,
             hub,
@@ -251,6 +344,36 @@ impl Server {
             state,
             shutdown_tx,
         })
+    }
+
+    /// Re-encrypts every secret sealed with a previous vault key under the current one.
+    pub async fn rotate_vault_keys(&self) -> Result<u64, ServerError> {
+        let mut n = 0;
+        for (id, sealed) in self.state.store.all_sealed().await? {
+            let Ok(s) = paddock_vault::Sealed::parse(&sealed) else {
+                tracing::error!(credential_id = %id, "a stored secret is malformed");
+                continue;
+            };
+            if self.state.keyring.needs_rotation(&s) {
+                let fresh = self
+                    .state
+                    .keyring
+                    .reseal(&s, id.as_bytes())
+                    .map_err(|e| ServerError::Config(format!("vault rotation of {id}: {e}")))?;
+                self.state
+                    .store
+                    .set_sealed(&id, fresh.into_string())
+                    .await?;
+                n += 1;
+            }
+        }
+        if n > 0 {
+            tracing::info!(
+                credentials = n,
+                "re-encrypted vault secrets under the current key"
+            );
+        }
+        Ok(n)
     }
 
     /// Re-attaches surviving runners and sweeps orphaned sandboxes.
@@ -267,7 +390,22 @@ impl Server {
             .router
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
-            .layer(axum::middleware::from_fn(request_id::middleware))
+            .layer(axum::middleware::from_fn_with_state(
+                self.state.clone(),
+                security::audit,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                self.state.clone(),
+                security::authenticate,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                self.state.clone(),
+                security::rate_limit,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                self.state.clone(),
+                request_id::middleware,
+            ))
             .with_state(self.state.clone())
     }
 
@@ -280,15 +418,47 @@ impl Server {
         self.state
             .manager
             .spawn_supervisor(self.state.shutdown.clone());
+        // Audit retention: prune at start and hourly.
+        let (store, days, mut stop) = (
+            self.state.store.clone(),
+            self.state.config.audit.retention_days,
+            self.state.shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let before = paddock_core::ts::now() - time::Duration::days(i64::from(days));
+                        match store.prune_audit(before).await {
+                            Ok(n) if n > 0 => tracing::info!(entries = n, "pruned the audit trail"),
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(error = %e, "cannot prune the audit trail"),
+                        }
+                    }
+                    _ = stop.changed() => return,
+                }
+            }
+        });
         let tx = self.shutdown_tx;
         tracing::info!(addr = %self.listener.local_addr()?, "paddock API listening");
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                tracing::info!("shutting down: closing event streams and draining requests");
-                let _ = tx.send(true);
-            })
-            .await?;
+        if self.state.config.api_token.is_none() {
+            tracing::warn!(
+                "NO API TOKEN IS SET: anyone who can reach {} may use this Paddock. \
+                 Set PADDOCK_API_TOKEN to require tokens",
+                self.listener.local_addr()?
+            );
+        }
+        axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: closing event streams and draining requests");
+            let _ = tx.send(true);
+        })
+        .await?;
         Ok(())
     }
 }

@@ -49,6 +49,7 @@ pub struct Manager {
     /// Serializes capacity checks with the inserts they guard.
     admission: Mutex<()>,
     pub(crate) monitor: crate::supervisor::Monitor,
+    keyring: Arc<paddock_vault::Keyring>,
 }
 
 fn backend_err(field: &str, e: BackendError) -> ServerError {
@@ -72,6 +73,7 @@ impl Manager {
         profiles: Profiles,
         settings: RunnerSettings,
         snapshot_dir: std::path::PathBuf,
+        keyring: Arc<paddock_vault::Keyring>,
     ) -> Self {
         Manager {
             store,
@@ -81,6 +83,7 @@ impl Manager {
             monitor: crate::supervisor::Monitor::new(settings.history_len),
             settings,
             snapshot_dir,
+            keyring,
             admission: Mutex::new(()),
         }
     }
@@ -132,6 +135,53 @@ impl Manager {
             .await?;
         self.published(&change);
         Ok(change.runner)
+    }
+
+    /// The spec the backend gets: the runner's settings plus, for a session's runner,
+    /// its vaults' `environment_variable` secrets (resolved here, never stored on the
+    /// runner).
+    pub(crate) async fn spec_with_secrets(&self, r: &Runner) -> ApiResult<RunnerSpec> {
+        let mut spec = Self::spec(r);
+        let Some(sid) = &r.session_id else {
+            return Ok(spec);
+        };
+        let Ok(session) = self.store.get_session(sid).await else {
+            return Ok(spec);
+        };
+        for vid in &session.vault_ids {
+            let Ok(vault) = self.store.get_vault(vid).await else {
+                continue;
+            };
+            if !vault["archived_at"].is_null() {
+                continue;
+            }
+            let creds = self
+                .store
+                .list_credentials(
+                    vid,
+                    false,
+                    PageReq {
+                        limit: 1000,
+                        ..PageReq::default()
+                    },
+                )
+                .await?;
+            for c in creds.data {
+                if c["auth"]["type"] != "environment_variable" {
+                    continue;
+                }
+                let (Some(cid), Some(name)) = (c["id"].as_str(), c["auth"]["secret_name"].as_str())
+                else {
+                    continue;
+                };
+                let (_, sealed) = self.store.get_credential(vid, cid).await?;
+                let secrets = crate::routes::vaults::open_with(&self.keyring, cid, &sealed)?;
+                if let Some(v) = secrets.get("secret_value").and_then(|v| v.as_str()) {
+                    spec.env.insert(name.to_string(), v.to_string());
+                }
+            }
+        }
+        Ok(spec)
     }
 
     pub(crate) fn spec(r: &Runner) -> RunnerSpec {
@@ -303,7 +353,7 @@ impl Manager {
             created_at: now,
             updated_at: now,
         };
-        let spec = Self::spec(&runner);
+        let spec = self.spec_with_secrets(&runner).await?;
         backend
             .check(&spec)
             .map_err(|e| backend_err("execution_profile", e))?;
@@ -448,7 +498,7 @@ impl Manager {
                 let backend = self.backend(&r.backend)?.clone();
                 self.transition(id, RunnerState::Provisioning, None, None)
                     .await?;
-                match backend.start(&Self::spec(&r)).await {
+                match backend.start(&self.spec_with_secrets(&r).await?).await {
                     Ok(p) => {
                         let enforced = serde_json::to_value(&p.enforced).ok();
                         self.transition(id, RunnerState::Running, None, enforced)
@@ -582,6 +632,14 @@ impl Manager {
                         tracing::info!(runner_id = %r.id, "adopted running runner");
                     } else {
                         tracing::warn!(runner_id = %r.id, "runner lost while the orchestrator was down");
+                        crate::security::audit_system(
+                            self.store.as_ref(),
+                            "runners.lost",
+                            &r.id,
+                            true,
+                            serde_json::json!({"reason": "the sandbox was gone when the orchestrator started"}),
+                        )
+                        .await;
                         self.transition(
                             &r.id,
                             RunnerState::Errored,
@@ -642,6 +700,14 @@ impl Manager {
         for (id, m) in found {
             if !known.contains(&id) {
                 tracing::warn!(runner_id = %id, running = m.running, "sweeping an orphaned sandbox");
+                crate::security::audit_system(
+                    self.store.as_ref(),
+                    "runners.orphan_swept",
+                    &id,
+                    true,
+                    serde_json::json!({"running": m.running}),
+                )
+                .await;
                 for b in self.backends.values() {
                     if let Err(e) = b.destroy(&id).await {
                         tracing::warn!(runner_id = %id, error = %e, "cannot sweep orphan");

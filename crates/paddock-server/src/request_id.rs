@@ -17,15 +17,30 @@ pub fn current() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok()
 }
 
-pub async fn middleware(req: Request, next: Next) -> Response {
+pub async fn middleware(
+    axum::extract::State(s): axum::extract::State<crate::AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     let rid = id::new(id::REQUEST);
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
     let span = tracing::info_span!("request", request_id = %rid, %method, %path);
     let started = Instant::now();
     let mut resp = REQUEST_ID
         .scope(rid.clone(), next.run(req).instrument(span.clone()))
         .await;
+    s.metrics.http_request(
+        method.as_str(),
+        &route,
+        resp.status().as_u16(),
+        started.elapsed(),
+    );
     if let Ok(v) = HeaderValue::from_str(&rid) {
         resp.headers_mut().insert("request-id", v);
     }

@@ -554,7 +554,18 @@ impl Manager {
                 RunnerState::Running => {
                     if let Some(reason) = self.stop_reason(&r, now).await {
                         tracing::info!(runner_id = %r.id, %reason, "stopping runner automatically");
-                        if let Err(e) = self.stop_running(r.clone(), None, Some(reason)).await {
+                        let result = self
+                            .stop_running(r.clone(), None, Some(reason.clone()))
+                            .await;
+                        crate::security::audit_system(
+                            self.store.as_ref(),
+                            "runners.auto_stop",
+                            &r.id,
+                            result.is_ok(),
+                            json!({"reason": reason}),
+                        )
+                        .await;
+                        if let Err(e) = result {
                             tracing::warn!(runner_id = %r.id, error = %e, "automatic stop failed");
                         }
                     }
@@ -578,7 +589,16 @@ impl Manager {
                     };
                     if let Some(reason) = reason {
                         tracing::info!(runner_id = %r.id, %reason, "pruning runner");
-                        if let Err(e) = self.destroy_with_reason(&r.id, Some(reason)).await {
+                        let result = self.destroy_with_reason(&r.id, Some(reason.clone())).await;
+                        crate::security::audit_system(
+                            self.store.as_ref(),
+                            "runners.auto_destroy",
+                            &r.id,
+                            result.is_ok(),
+                            json!({"reason": reason}),
+                        )
+                        .await;
+                        if let Err(e) = result {
                             tracing::warn!(runner_id = %r.id, error = %e, "pruning failed");
                         }
                     }

@@ -12,9 +12,11 @@ use paddock_core::environment::Environment;
 use paddock_core::event::{Event, NewEvent, Reference};
 use paddock_core::lifecycle::RunnerState;
 use paddock_core::runner::Runner;
+use paddock_core::security::{ApiToken, AuditEntry};
 use paddock_core::session::{Session, SessionChange, SessionStatus};
 use paddock_core::ts::Timestamp;
 use paddock_core::CoreError;
+use serde_json::Value;
 
 pub use page::{Cursor, Order, Page, PageReq};
 pub use sqlite::SqliteStore;
@@ -153,6 +155,14 @@ pub struct EventFilter {
 }
 
 #[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    pub action: Option<String>,
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
 pub struct RunnerFilter {
     pub states: Vec<RunnerState>,
     pub session_id: Option<String>,
@@ -264,6 +274,43 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<RunnerChange>;
     /// Records activity (an exec, a file operation) on a runner.
     async fn touch_runner(&self, id: &str, at: Timestamp) -> Result<()>;
+    // API tokens (stored by the hash of their secret).
+    async fn insert_token(&self, token: ApiToken, hash: String) -> Result<ApiToken>;
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>>;
+    async fn get_token(&self, id: &str) -> Result<ApiToken>;
+    async fn list_tokens(&self, page: PageReq) -> Result<Page<ApiToken>>;
+    /// Revokes a token (idempotent).
+    async fn revoke_token(&self, id: &str, now: Timestamp) -> Result<ApiToken>;
+
+    // The audit trail.
+    async fn append_audit(&self, entry: AuditEntry) -> Result<()>;
+    /// Newest first; `action`/`target` may use `*` wildcards.
+    async fn list_audit(&self, filter: AuditFilter, limit: usize) -> Result<Vec<AuditEntry>>;
+    /// Deletes entries older than `before`; returns how many.
+    async fn prune_audit(&self, before: Timestamp) -> Result<u64>;
+
+    // Vaults and their credentials. A credential's secret is stored sealed, apart from
+    // its public body.
+    async fn create_vault(&self, vault: Value) -> Result<Value>;
+    async fn get_vault(&self, id: &str) -> Result<Value>;
+    async fn put_vault(&self, vault: Value) -> Result<Value>;
+    async fn list_vaults(&self, include_archived: bool, page: PageReq) -> Result<Page<Value>>;
+    async fn delete_vault(&self, id: &str) -> Result<()>;
+    async fn create_credential(&self, cred: Value, sealed: String) -> Result<Value>;
+    /// The credential and its sealed secret.
+    async fn get_credential(&self, vault_id: &str, id: &str) -> Result<(Value, String)>;
+    async fn put_credential(&self, cred: Value, sealed: Option<String>) -> Result<Value>;
+    async fn list_credentials(
+        &self,
+        vault_id: &str,
+        include_archived: bool,
+        page: PageReq,
+    ) -> Result<Page<Value>>;
+    async fn delete_credential(&self, vault_id: &str, id: &str) -> Result<()>;
+    /// Every credential id with its sealed secret (for key rotation).
+    async fn all_sealed(&self) -> Result<Vec<(String, String)>>;
+    async fn set_sealed(&self, id: &str, sealed: String) -> Result<()>;
+
     // Snapshots.
     async fn insert_snapshot(&self, snap: Snapshot) -> Result<Snapshot>;
     async fn get_snapshot(&self, id: &str) -> Result<Snapshot>;

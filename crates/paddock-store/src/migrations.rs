@@ -92,4 +92,41 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX snapshots_runner ON snapshots(runner_id);
     "#,
+    // 4: API tokens, the audit log, vaults and their credentials.
+    r#"
+    CREATE TABLE api_tokens (
+        k          INTEGER PRIMARY KEY,
+        id         TEXT NOT NULL UNIQUE,
+        hash       TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        revoked_at TEXT,
+        body       TEXT NOT NULL
+    );
+    CREATE TABLE audit_log (
+        k          INTEGER PRIMARY KEY,
+        id         TEXT NOT NULL UNIQUE,
+        at         TEXT NOT NULL,
+        action     TEXT NOT NULL,
+        target     TEXT,
+        body       TEXT NOT NULL
+    );
+    CREATE INDEX audit_at ON audit_log(at);
+    CREATE TABLE vaults (
+        k           INTEGER PRIMARY KEY,
+        id          TEXT NOT NULL UNIQUE,
+        created_at  TEXT NOT NULL,
+        archived_at TEXT,
+        body        TEXT NOT NULL
+    );
+    CREATE TABLE credentials (
+        k           INTEGER PRIMARY KEY,
+        id          TEXT NOT NULL UNIQUE,
+        vault_id    TEXT NOT NULL REFERENCES vaults(id) ON DELETE CASCADE,
+        created_at  TEXT NOT NULL,
+        archived_at TEXT,
+        body        TEXT NOT NULL,
+        secret      TEXT NOT NULL
+    );
+    CREATE INDEX credentials_vault ON credentials(vault_id);
+    "#,
 ];

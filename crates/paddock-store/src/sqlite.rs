@@ -22,10 +22,12 @@ use std::time::Duration;
 
 use crate::migrations::MIGRATIONS;
 use crate::page::{finish, plan};
+use paddock_core::security::{ApiToken, AuditEntry};
+
 use crate::{
-    AgentFilter, Append, Appended, EnvironmentFilter, EventFilter, Page, PageReq, Result,
-    RunnerChange, RunnerEvent, RunnerFilter, RunnerUpdateFn, SessionFilter, SessionUpdateFn,
-    Snapshot, Store, StoreError, UpdateFn,
+    AgentFilter, Append, Appended, AuditFilter, EnvironmentFilter, EventFilter, Page, PageReq,
+    Result, RunnerChange, RunnerEvent, RunnerFilter, RunnerUpdateFn, SessionFilter,
+    SessionUpdateFn, Snapshot, Store, StoreError, UpdateFn,
 };
 
 #[derive(Clone)]
@@ -1043,6 +1045,356 @@ impl Store for SqliteStore {
             tx.execute(
                 "UPDATE runners SET body = ?2 WHERE id = ?1",
                 params![id, to_json(&r)?],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn insert_token(&self, token: ApiToken, hash: String) -> Result<ApiToken> {
+        self.tx(move |tx| {
+            tx.execute(
+                "INSERT INTO api_tokens (id, hash, created_at, revoked_at, body) VALUES (?1, ?2, ?3, NULL, ?4)",
+                params![token.id, hash, ts::format(token.created_at), to_json(&token)?],
+            )?;
+            Ok(token)
+        })
+        .await
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>> {
+        let hash = hash.to_string();
+        self.read(move |c| {
+            let body: Option<String> = c
+                .query_row(
+                    "SELECT body FROM api_tokens WHERE hash = ?1",
+                    [&hash],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            body.map(|b| from_json(&b)).transpose()
+        })
+        .await
+    }
+
+    async fn get_token(&self, id: &str) -> Result<ApiToken> {
+        let id = id.to_string();
+        self.read(move |c| {
+            let body: Option<String> = c
+                .query_row("SELECT body FROM api_tokens WHERE id = ?1", [&id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            from_json(&body.ok_or_else(|| not_found("token", &id))?)
+        })
+        .await
+    }
+
+    async fn list_tokens(&self, page: PageReq) -> Result<Page<ApiToken>> {
+        self.read(move |c| {
+            list_page(
+                c,
+                "SELECT k, body FROM api_tokens",
+                "k",
+                vec![],
+                vec![],
+                &page,
+                |r| from_json(&r.get::<_, String>(1)?),
+            )
+        })
+        .await
+    }
+
+    async fn revoke_token(&self, id: &str, now: Timestamp) -> Result<ApiToken> {
+        let id = id.to_string();
+        self.tx(move |tx| {
+            let body: Option<String> = tx
+                .query_row("SELECT body FROM api_tokens WHERE id = ?1", [&id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let mut t: ApiToken = from_json(&body.ok_or_else(|| not_found("token", &id))?)?;
+            if t.revoked_at.is_none() {
+                t.revoked_at = Some(now);
+                tx.execute(
+                    "UPDATE api_tokens SET revoked_at = ?2, body = ?3 WHERE id = ?1",
+                    params![id, ts::format(now), to_json(&t)?],
+                )?;
+            }
+            Ok(t)
+        })
+        .await
+    }
+
+    async fn append_audit(&self, entry: AuditEntry) -> Result<()> {
+        self.tx(move |tx| {
+            tx.execute(
+                "INSERT INTO audit_log (id, at, action, target, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    entry.id,
+                    ts::format(entry.at),
+                    entry.action,
+                    entry.target,
+                    to_json(&entry)?
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_audit(&self, filter: AuditFilter, limit: usize) -> Result<Vec<AuditEntry>> {
+        self.read(move |c| {
+            let mut conds = vec![];
+            let mut p: Vec<Sql> = vec![];
+            if let Some(t) = filter.since {
+                p.push(Sql::Text(ts::format(t)));
+                conds.push(format!("at >= ?{}", p.len()));
+            }
+            if let Some(t) = filter.until {
+                p.push(Sql::Text(ts::format(t)));
+                conds.push(format!("at <= ?{}", p.len()));
+            }
+            for (col, v) in [("action", filter.action), ("target", filter.target)] {
+                if let Some(v) = v {
+                    // `*` is the wildcard; LIKE's own metacharacters are escaped.
+                    let pat = v
+                        .replace('\\', "\\\\")
+                        .replace('%', "\\%")
+                        .replace('_', "\\_")
+                        .replace('*', "%");
+                    p.push(Sql::Text(pat));
+                    conds.push(format!("{col} LIKE ?{} ESCAPE '\\'", p.len()));
+                }
+            }
+            let where_ = if conds.is_empty() {
+                String::new()
+            } else {
+                format!(" WHERE {}", conds.join(" AND "))
+            };
+            let sql = format!("SELECT body FROM audit_log{where_} ORDER BY k DESC LIMIT {limit}");
+            let mut stmt = c.prepare(&sql)?;
+            let mut rows = stmt.query(params_from_iter(p))?;
+            let mut out = vec![];
+            while let Some(r) = rows.next()? {
+                out.push(from_json(&r.get::<_, String>(0)?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn prune_audit(&self, before: Timestamp) -> Result<u64> {
+        self.tx(move |tx| {
+            Ok(tx.execute("DELETE FROM audit_log WHERE at < ?1", [ts::format(before)])? as u64)
+        })
+        .await
+    }
+
+    async fn create_vault(&self, vault: serde_json::Value) -> Result<serde_json::Value> {
+        self.tx(move |tx| {
+            tx.execute(
+                "INSERT INTO vaults (id, created_at, archived_at, body) VALUES (?1, ?2, NULL, ?3)",
+                params![
+                    vault["id"].as_str(),
+                    vault["created_at"].as_str(),
+                    vault.to_string()
+                ],
+            )?;
+            Ok(vault)
+        })
+        .await
+    }
+
+    async fn get_vault(&self, id: &str) -> Result<serde_json::Value> {
+        let id = id.to_string();
+        self.read(move |c| {
+            let body: Option<String> = c
+                .query_row("SELECT body FROM vaults WHERE id = ?1", [&id], |r| r.get(0))
+                .optional()?;
+            from_json(&body.ok_or_else(|| not_found("vault", &id))?)
+        })
+        .await
+    }
+
+    async fn put_vault(&self, vault: serde_json::Value) -> Result<serde_json::Value> {
+        self.tx(move |tx| {
+            let id = vault["id"].as_str().unwrap_or_default().to_string();
+            let n = tx.execute(
+                "UPDATE vaults SET archived_at = ?2, body = ?3 WHERE id = ?1",
+                params![id, vault["archived_at"].as_str(), vault.to_string()],
+            )?;
+            if n == 0 {
+                return Err(not_found("vault", &id));
+            }
+            Ok(vault)
+        })
+        .await
+    }
+
+    async fn list_vaults(
+        &self,
+        include_archived: bool,
+        page: PageReq,
+    ) -> Result<Page<serde_json::Value>> {
+        self.read(move |c| {
+            let conds = if include_archived {
+                vec![]
+            } else {
+                vec!["archived_at IS NULL".to_string()]
+            };
+            list_page(
+                c,
+                "SELECT k, body FROM vaults",
+                "k",
+                conds,
+                vec![],
+                &page,
+                |r| from_json(&r.get::<_, String>(1)?),
+            )
+        })
+        .await
+    }
+
+    async fn delete_vault(&self, id: &str) -> Result<()> {
+        let id = id.to_string();
+        self.tx(move |tx| {
+            if tx.execute("DELETE FROM vaults WHERE id = ?1", [&id])? == 0 {
+                return Err(not_found("vault", &id));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_credential(
+        &self,
+        cred: serde_json::Value,
+        sealed: String,
+    ) -> Result<serde_json::Value> {
+        self.tx(move |tx| {
+            let vid = cred["vault_id"].as_str().unwrap_or_default().to_string();
+            let exists: Option<i64> = tx
+                .query_row("SELECT 1 FROM vaults WHERE id = ?1", [&vid], |r| r.get(0))
+                .optional()?;
+            if exists.is_none() {
+                return Err(not_found("vault", &vid));
+            }
+            tx.execute(
+                "INSERT INTO credentials (id, vault_id, created_at, archived_at, body, secret) VALUES (?1, ?2, ?3, NULL, ?4, ?5)",
+                params![cred["id"].as_str(), vid, cred["created_at"].as_str(), cred.to_string(), sealed],
+            )?;
+            Ok(cred)
+        })
+        .await
+    }
+
+    async fn get_credential(
+        &self,
+        vault_id: &str,
+        id: &str,
+    ) -> Result<(serde_json::Value, String)> {
+        let (vid, id) = (vault_id.to_string(), id.to_string());
+        self.read(move |c| {
+            let row: Option<(String, String)> = c
+                .query_row(
+                    "SELECT body, secret FROM credentials WHERE id = ?1 AND vault_id = ?2",
+                    params![id, vid],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let (body, secret) = row.ok_or_else(|| not_found("credential", &id))?;
+            Ok((from_json(&body)?, secret))
+        })
+        .await
+    }
+
+    async fn put_credential(
+        &self,
+        cred: serde_json::Value,
+        sealed: Option<String>,
+    ) -> Result<serde_json::Value> {
+        self.tx(move |tx| {
+            let id = cred["id"].as_str().unwrap_or_default().to_string();
+            let n = match &sealed {
+                Some(s) => tx.execute(
+                    "UPDATE credentials SET archived_at = ?2, body = ?3, secret = ?4 WHERE id = ?1",
+                    params![id, cred["archived_at"].as_str(), cred.to_string(), s],
+                )?,
+                None => tx.execute(
+                    "UPDATE credentials SET archived_at = ?2, body = ?3 WHERE id = ?1",
+                    params![id, cred["archived_at"].as_str(), cred.to_string()],
+                )?,
+            };
+            if n == 0 {
+                return Err(not_found("credential", &id));
+            }
+            Ok(cred)
+        })
+        .await
+    }
+
+    async fn list_credentials(
+        &self,
+        vault_id: &str,
+        include_archived: bool,
+        page: PageReq,
+    ) -> Result<Page<serde_json::Value>> {
+        let vid = vault_id.to_string();
+        self.read(move |c| {
+            let exists: Option<i64> = c
+                .query_row("SELECT 1 FROM vaults WHERE id = ?1", [&vid], |r| r.get(0))
+                .optional()?;
+            if exists.is_none() {
+                return Err(not_found("vault", &vid));
+            }
+            let mut conds = vec!["vault_id = ?1".to_string()];
+            if !include_archived {
+                conds.push("archived_at IS NULL".to_string());
+            }
+            list_page(
+                c,
+                "SELECT k, body FROM credentials",
+                "k",
+                conds,
+                vec![Sql::Text(vid.clone())],
+                &page,
+                |r| from_json(&r.get::<_, String>(1)?),
+            )
+        })
+        .await
+    }
+
+    async fn delete_credential(&self, vault_id: &str, id: &str) -> Result<()> {
+        let (vid, id) = (vault_id.to_string(), id.to_string());
+        self.tx(move |tx| {
+            if tx.execute(
+                "DELETE FROM credentials WHERE id = ?1 AND vault_id = ?2",
+                params![id, vid],
+            )? == 0
+            {
+                return Err(not_found("credential", &id));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn all_sealed(&self) -> Result<Vec<(String, String)>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare("SELECT id, secret FROM credentials")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn set_sealed(&self, id: &str, sealed: String) -> Result<()> {
+        let id = id.to_string();
+        self.tx(move |tx| {
+            tx.execute(
+                "UPDATE credentials SET secret = ?2 WHERE id = ?1",
+                params![id, sealed],
             )?;
             Ok(())
         })

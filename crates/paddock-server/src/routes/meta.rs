@@ -26,6 +26,30 @@ pub async fn index(State(s): State<AppState>) -> Response {
     .into_response()
 }
 
+/// Prometheus text exposition (no token needed).
+pub async fn metrics(State(s): State<AppState>) -> Response {
+    let runners = s.manager.all_runners().await.unwrap_or_default();
+    let mut counts: std::collections::BTreeMap<(String, String), u64> = Default::default();
+    for r in runners
+        .iter()
+        .filter(|r| r.state != paddock_core::lifecycle::RunnerState::Destroyed)
+    {
+        *counts
+            .entry((r.state.to_string(), r.backend.clone()))
+            .or_default() += 1;
+    }
+    s.metrics.set_runners(
+        counts
+            .iter()
+            .map(|((st, b), n)| (st.as_str(), b.as_str(), *n)),
+    );
+    (
+        [(CONTENT_TYPE, paddock_metrics::CONTENT_TYPE)],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
 pub async fn openapi() -> Response {
     ([(CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }

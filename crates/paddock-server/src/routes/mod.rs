@@ -6,6 +6,8 @@ pub mod events;
 pub mod meta;
 pub mod runners;
 pub mod sessions;
+pub mod tokens;
+pub mod vaults;
 
 use axum::response::{IntoResponse, Response};
 use paddock_store::Page;

@@ -47,12 +47,24 @@ pub async fn create(
             .unwrap_or_else(AgentOverrides::default),
     )?;
     let env = s.store.get_environment(&req.environment_id).await?;
-    if let Some(vid) = req.vault_ids.as_ref().and_then(|v| v.first()) {
-        // Vaults arrive with the security work; until then no vault id can exist.
-        return Err(ServerError::NotFound {
-            what: format!("vault_ids[0]: vault {vid:?}"),
-            code: Some("vault_not_found".into()),
-        });
+    let vault_ids = req.vault_ids.clone().unwrap_or_default();
+    for (i, vid) in vault_ids.iter().enumerate() {
+        match s.store.get_vault(vid).await {
+            Ok(v) if v["archived_at"].is_null() => {}
+            Ok(_) => {
+                return Err(ServerError::invalid(
+                    format!("vault_ids[{i}]"),
+                    format!("vault {vid:?} is archived"),
+                ))
+            }
+            Err(paddock_store::StoreError::NotFound { .. }) => {
+                return Err(ServerError::NotFound {
+                    what: format!("vault_ids[{i}]: vault {vid:?}"),
+                    code: Some("vault_not_found".into()),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     let resources = resolve_resources(req.resources.unwrap_or_default(), now, &mut || {
         id::new(id::RESOURCE)
@@ -90,7 +102,7 @@ pub async fn create(
         title: req.title,
         metadata: req.metadata.unwrap_or_default(),
         resources,
-        vault_ids: vec![],
+        vault_ids,
         outcome_evaluations: vec![],
         stats: SessionStats::default(),
         usage: Usage::default(),
