@@ -611,4 +611,24 @@ fn metrics_are_prometheus_text() {
                 && l.contains("status=\"404\"")),
         "requests are counted by route template and status:\n{text}"
     );
+    if bwrap() {
+        let (st, r, _) = call("POST", &format!("{}/v1/runners", s.url), Some(ADMIN), Some(json!({})));
+        assert_eq!(st, 200, "{r}");
+        let rid = r["id"].as_str().expect("id");
+        let (st, _, _) = call("POST", &format!("{}/v1/runners/{rid}/exec", s.url), Some(ADMIN), Some(json!({"command": "true"})));
+        assert_eq!(st, 200);
+        let (_, body, _) = call("GET", &format!("{}/metrics", s.url), None, None);
+        let text = body.as_str().expect("text").to_string();
+        let value = |prefix: &str| -> f64 {
+            text.lines()
+                .find(|l| l.starts_with(prefix))
+                .and_then(|l| l.split_whitespace().last())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0)
+        };
+        assert_eq!(value("paddock_runner_provision_duration_seconds_count{backend=\"local\"}"), 1.0, "{text}");
+        assert!(value("paddock_runner_exec_duration_seconds_count{backend=\"local\"}") >= 1.0, "{text}");
+        assert_eq!(value("paddock_runners{state=\"running\",backend=\"local\"}"), 1.0, "{text}");
+        call("DELETE", &format!("{}/v1/runners/{rid}", s.url), Some(ADMIN), None);
+    }
 }

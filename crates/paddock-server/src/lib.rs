@@ -304,6 +304,7 @@ impl Server {
         .map_err(|e| ServerError::Config(format!("vault: {e}")))?;
         tracing::info!(key = %source, "vault key loaded");
         let keyring = Arc::new(keyring);
+        let metrics = Arc::new(paddock_metrics::PaddockMetrics::new(env!("CARGO_PKG_VERSION")));
         let manager = manager::Manager::new(
             store.clone(),
             hub.clone(),
@@ -312,6 +313,7 @@ impl Server {
             config.runners.clone(),
             config.data_dir.join("snapshots"),
             keyring.clone(),
+            metrics.clone(),
         );
         let r = routes();
         let routes_actions = r
@@ -324,9 +326,6 @@ impl Server {
             config.rate_limit.per_second,
             config.rate_limit.burst,
         ));
-        let metrics = Arc::new(paddock_metrics::PaddockMetrics::new(env!(
-            "CARGO_PKG_VERSION"
-        )));
         let state = AppState {
             keyring,
             routes_actions: Arc::new(routes_actions),

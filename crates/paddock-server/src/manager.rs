@@ -50,6 +50,7 @@ pub struct Manager {
     admission: Mutex<()>,
     pub(crate) monitor: crate::supervisor::Monitor,
     keyring: Arc<paddock_vault::Keyring>,
+    pub(crate) metrics: Arc<paddock_metrics::PaddockMetrics>,
 }
 
 fn backend_err(field: &str, e: BackendError) -> ServerError {
@@ -74,6 +75,7 @@ impl Manager {
         settings: RunnerSettings,
         snapshot_dir: std::path::PathBuf,
         keyring: Arc<paddock_vault::Keyring>,
+        metrics: Arc<paddock_metrics::PaddockMetrics>,
     ) -> Self {
         Manager {
             store,
@@ -84,6 +86,7 @@ impl Manager {
             settings,
             snapshot_dir,
             keyring,
+            metrics,
             admission: Mutex::new(()),
         }
     }
@@ -420,6 +423,7 @@ impl Manager {
             }
         }
         let limit = Duration::from_secs(self.settings.provision_timeout_secs);
+        let provision_started = std::time::Instant::now();
         let provisioned = match tokio::time::timeout(limit, backend.provision(&spec)).await {
             Ok(r) => r,
             Err(_) => {
@@ -430,6 +434,8 @@ impl Manager {
                 )))
             }
         };
+        self.metrics
+            .record_provision(&backend_name, provision_started.elapsed());
         match provisioned {
             Ok(p) => {
                 let enforced = serde_json::to_value(&p.enforced).ok();

@@ -165,6 +165,19 @@ pub async fn destroy(State(s): State<AppState>, Id(id): Id) -> ApiResult<Respons
     Ok(axum::Json(s.manager.destroy(&id).await?).into_response())
 }
 
+/// Records an exec's duration when its stream goes away.
+struct ExecTimer {
+    metrics: std::sync::Arc<paddock_metrics::PaddockMetrics>,
+    backend: String,
+    started: std::time::Instant,
+}
+
+impl Drop for ExecTimer {
+    fn drop(&mut self) {
+        self.metrics.record_exec(&self.backend, self.started.elapsed());
+    }
+}
+
 /// Sends a request to the runner's worker and streams its answer back.
 async fn forward(
     s: &AppState,
@@ -195,7 +208,23 @@ async fn forward(
     // The worker's own headers (content type and length, X-Paddock-*) pass through;
     // hop-by-hop ones do not.
     let (parts, body) = resp.into_parts();
-    let mut out = Response::new(axum::body::Body::new(body));
+    let body = if worker_path == "/exec" {
+        // The exec's duration is its whole stream (recorded when it ends or is dropped).
+        let backend = s.store.get_runner(id).await.map(|r| r.backend).unwrap_or_default();
+        let timer = ExecTimer {
+            metrics: s.metrics.clone(),
+            backend,
+            started: std::time::Instant::now(),
+        };
+        let stream = futures::StreamExt::map(body.into_data_stream(), move |chunk| {
+            let _ = &timer;
+            chunk
+        });
+        axum::body::Body::from_stream(stream)
+    } else {
+        axum::body::Body::new(body)
+    };
+    let mut out = Response::new(body);
     *out.status_mut() = status;
     for (name, value) in &parts.headers {
         if !matches!(
