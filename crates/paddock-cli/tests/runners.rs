@@ -404,6 +404,8 @@ fn runners_survive_a_restart_and_the_lost_and_orphaned_are_handled() {
         let _ = std::fs::remove_file(d.path().join(f));
     }
     let s3 = Serve::start_with(d.path(), Some(&cfg));
+    // Adoption runs before the API answers; the port is open a moment earlier.
+    assert!(s3.cli(&["runners", "list"]).status.success());
     assert!(
         !d.path().join("runners").join(&keep).exists(),
         "the orphan was swept"

@@ -611,11 +611,31 @@ fn metrics_are_prometheus_text() {
                 && l.contains("status=\"404\"")),
         "requests are counted by route template and status:\n{text}"
     );
+    assert!(
+        text.lines().any(|l| l.starts_with(
+            "paddock_store_operation_duration_seconds_count{operation=\"list_agents\"}"
+        ) && l
+            .split_whitespace()
+            .last()
+            .and_then(|v| v.parse::<f64>().ok())
+            .is_some_and(|v| v >= 1.0)),
+        "store calls are timed by operation:\n{text}"
+    );
     if bwrap() {
-        let (st, r, _) = call("POST", &format!("{}/v1/runners", s.url), Some(ADMIN), Some(json!({})));
+        let (st, r, _) = call(
+            "POST",
+            &format!("{}/v1/runners", s.url),
+            Some(ADMIN),
+            Some(json!({})),
+        );
         assert_eq!(st, 200, "{r}");
         let rid = r["id"].as_str().expect("id");
-        let (st, _, _) = call("POST", &format!("{}/v1/runners/{rid}/exec", s.url), Some(ADMIN), Some(json!({"command": "true"})));
+        let (st, _, _) = call(
+            "POST",
+            &format!("{}/v1/runners/{rid}/exec", s.url),
+            Some(ADMIN),
+            Some(json!({"command": "true"})),
+        );
         assert_eq!(st, 200);
         let (_, body, _) = call("GET", &format!("{}/metrics", s.url), None, None);
         let text = body.as_str().expect("text").to_string();
@@ -626,9 +646,25 @@ fn metrics_are_prometheus_text() {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0.0)
         };
-        assert_eq!(value("paddock_runner_provision_duration_seconds_count{backend=\"local\"}"), 1.0, "{text}");
-        assert!(value("paddock_runner_exec_duration_seconds_count{backend=\"local\"}") >= 1.0, "{text}");
-        assert_eq!(value("paddock_runners{state=\"running\",backend=\"local\"}"), 1.0, "{text}");
-        call("DELETE", &format!("{}/v1/runners/{rid}", s.url), Some(ADMIN), None);
+        assert_eq!(
+            value("paddock_runner_provision_duration_seconds_count{backend=\"local\"}"),
+            1.0,
+            "{text}"
+        );
+        assert!(
+            value("paddock_runner_exec_duration_seconds_count{backend=\"local\"}") >= 1.0,
+            "{text}"
+        );
+        assert_eq!(
+            value("paddock_runners{state=\"running\",backend=\"local\"}"),
+            1.0,
+            "{text}"
+        );
+        call(
+            "DELETE",
+            &format!("{}/v1/runners/{rid}", s.url),
+            Some(ADMIN),
+            None,
+        );
     }
 }

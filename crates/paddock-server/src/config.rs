@@ -373,7 +373,19 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let f = dir.path().join("paddock.toml");
         std::fs::write(&f, "listen = \"127.0.0.1:9000\"\nmax_body_bytes = 2048\n").expect("write");
-        let c = Config::load(Some(&f), env(&[("PADDOCK_LISTEN", "0.0.0.0:7000")])).expect("valid");
+        let c = Config::load(
+            Some(&f),
+            env(&[
+                ("PADDOCK_LISTEN", "0.0.0.0:7000"),
+                ("PADDOCK_API_TOKEN", "a-long-enough-admin-token"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(c.api_token.as_deref(), Some("a-long-enough-admin-token"));
+        let e = Config::load(Some(&f), env(&[("PADDOCK_LISTEN", "0.0.0.0:7000")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a loopback address"), "{e}");
         assert_eq!(c.listen, "0.0.0.0:7000");
         assert_eq!(c.max_body_bytes, 2048);
     }

@@ -10,6 +10,7 @@ mod request_id;
 mod routes;
 mod security;
 mod supervisor;
+mod timed_store;
 
 use axum::extract::Request;
 use axum::handler::Handler;
@@ -304,17 +305,21 @@ impl Server {
         .map_err(|e| ServerError::Config(format!("vault: {e}")))?;
         tracing::info!(key = %source, "vault key loaded");
         let keyring = Arc::new(keyring);
-        let metrics = Arc::new(paddock_metrics::PaddockMetrics::new(env!("CARGO_PKG_VERSION")));
-        let manager = manager::Manager::new(
-            store.clone(),
-            hub.clone(),
-            backends(&config)?,
-            config.execution_profiles(),
-            config.runners.clone(),
-            config.data_dir.join("snapshots"),
-            keyring.clone(),
-            metrics.clone(),
-        );
+        let metrics = Arc::new(paddock_metrics::PaddockMetrics::new(env!(
+            "CARGO_PKG_VERSION"
+        )));
+        // Every store call is timed (paddock_store_operation_duration_seconds).
+        let store: Arc<dyn Store> = Arc::new(timed_store::TimedStore::new(store, metrics.clone()));
+        let manager = manager::Manager::new(manager::ManagerDeps {
+            store: store.clone(),
+            hub: hub.clone(),
+            backends: backends(&config)?,
+            profiles: config.execution_profiles(),
+            settings: config.runners.clone(),
+            snapshot_dir: config.data_dir.join("snapshots"),
+            keyring: keyring.clone(),
+            metrics: metrics.clone(),
+        });
         let r = routes();
         let routes_actions = r
             .table

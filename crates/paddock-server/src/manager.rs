@@ -66,27 +66,30 @@ fn backend_err(field: &str, e: BackendError) -> ServerError {
     }
 }
 
+/// What a manager is built from.
+pub struct ManagerDeps {
+    pub store: Arc<dyn Store>,
+    pub hub: Arc<Hub>,
+    pub backends: BTreeMap<String, Arc<dyn Backend>>,
+    pub profiles: Profiles,
+    pub settings: RunnerSettings,
+    pub snapshot_dir: std::path::PathBuf,
+    pub keyring: Arc<paddock_vault::Keyring>,
+    pub metrics: Arc<paddock_metrics::PaddockMetrics>,
+}
+
 impl Manager {
-    pub fn new(
-        store: Arc<dyn Store>,
-        hub: Arc<Hub>,
-        backends: BTreeMap<String, Arc<dyn Backend>>,
-        profiles: Profiles,
-        settings: RunnerSettings,
-        snapshot_dir: std::path::PathBuf,
-        keyring: Arc<paddock_vault::Keyring>,
-        metrics: Arc<paddock_metrics::PaddockMetrics>,
-    ) -> Self {
+    pub fn new(d: ManagerDeps) -> Self {
         Manager {
-            store,
-            hub,
-            backends,
-            profiles,
-            monitor: crate::supervisor::Monitor::new(settings.history_len),
-            settings,
-            snapshot_dir,
-            keyring,
-            metrics,
+            store: d.store,
+            hub: d.hub,
+            backends: d.backends,
+            profiles: d.profiles,
+            monitor: crate::supervisor::Monitor::new(d.settings.history_len),
+            settings: d.settings,
+            snapshot_dir: d.snapshot_dir,
+            keyring: d.keyring,
+            metrics: d.metrics,
             admission: Mutex::new(()),
         }
     }

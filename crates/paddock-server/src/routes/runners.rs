@@ -174,7 +174,8 @@ struct ExecTimer {
 
 impl Drop for ExecTimer {
     fn drop(&mut self) {
-        self.metrics.record_exec(&self.backend, self.started.elapsed());
+        self.metrics
+            .record_exec(&self.backend, self.started.elapsed());
     }
 }
 
@@ -210,7 +211,12 @@ async fn forward(
     let (parts, body) = resp.into_parts();
     let body = if worker_path == "/exec" {
         // The exec's duration is its whole stream (recorded when it ends or is dropped).
-        let backend = s.store.get_runner(id).await.map(|r| r.backend).unwrap_or_default();
+        let backend = s
+            .store
+            .get_runner(id)
+            .await
+            .map(|r| r.backend)
+            .unwrap_or_default();
         let timer = ExecTimer {
             metrics: s.metrics.clone(),
             backend,

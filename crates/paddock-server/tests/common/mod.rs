@@ -25,6 +25,11 @@ pub fn config(dir: &Path) -> Config {
         data_dir: dir.to_path_buf(),
         max_body_bytes: 64 * 1024,
         sse_keepalive_secs: 1,
+        // Rate limiting has its own test; the others make bursts on purpose.
+        rate_limit: paddock_server::config::RateLimitSettings {
+            per_second: 0.0,
+            burst: 0,
+        },
         ..Config::default()
     }
 }
