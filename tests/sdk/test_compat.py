@@ -38,7 +38,7 @@ WAIT_SECONDS = 10.0
 def client() -> Iterator[anthropic.Anthropic]:
     if not os.environ.get("PADDOCK_URL"):
         pytest.skip("PADDOCK_URL is not set (e.g. PADDOCK_URL=http://127.0.0.1:PORT)")
-    c = anthropic.Anthropic(base_url=os.environ["PADDOCK_URL"], api_key="paddock-test", max_retries=0)
+    c = anthropic.Anthropic(base_url=os.environ["PADDOCK_URL"], api_key=os.environ.get("PADDOCK_API_KEY", "paddock-test"), max_retries=0)
     try:
         yield c
     finally:

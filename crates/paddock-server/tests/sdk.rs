@@ -18,7 +18,13 @@ async fn official_python_sdk_works_unmodified() {
         return;
     };
     let (_d, dir) = tempdir();
-    let s = TestServer::start(&dir).await;
+    // With a token configured: the SDK's `api_key` is its bearer token.
+    let token = "paddock-sdk-compat-token-0123";
+    let s = TestServer::start_with(paddock_server::Config {
+        api_token: Some(token.into()),
+        ..common::config(&dir)
+    })
+    .await;
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/sdk/test_compat.py");
     let base = s.base.clone();
     let out = tokio::task::spawn_blocking(move || {
@@ -26,6 +32,7 @@ async fn official_python_sdk_works_unmodified() {
             .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs"])
             .arg(&script)
             .env("PADDOCK_URL", base)
+            .env("PADDOCK_API_KEY", token)
             .output()
     })
     .await
@@ -43,5 +50,8 @@ async fn official_python_sdk_works_unmodified() {
         !stdout.contains("skipped"),
         "SDK tests were skipped:\n{stdout}"
     );
+    // The server really required the token the SDK sent.
+    let (status, _) = s.get("/v1/agents").await;
+    assert_eq!(status, 401, "requests without the token are refused");
     s.stop().await;
 }
