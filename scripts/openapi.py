@@ -673,7 +673,7 @@ schemas["SessionCreate"] = obj(
         "title": {"type": ["string", "null"], "maxLength": 1024},
         "metadata": nullable(ref("Metadata")),
         "resources": nullable({"type": "array", "items": ref("SessionResourceParam")}),
-        "vault_ids": nullable({"type": "array", "items": STR, "description": "Vaults are not implemented yet: any id is refused with 404 `vault_not_found`."}),
+        "vault_ids": nullable({"type": "array", "items": STR, "description": "Vaults (`vlt_…`) whose `environment_variable` credentials are set in the sandbox of the session's runner. An unknown vault is refused with 404 `vault_not_found`, an archived one with 400."}),
         "initial_events": nullable({"type": "array", "items": ref("UserMessage"), "maxItems": 50, "description": "Only `user.message` may start a session."}),
         "budget": nullable(ref("Budget")),
         "execution_profile": {"type": ["string", "null"], "description": "Paddock's field: the execution profile for this session; defaults to the agent's, then the environment's."},
@@ -1399,6 +1399,302 @@ schemas["ExecutionProfile"] = obj(
     description="An operator's policy for runners (from the server configuration): backend, image, limits (caps an environment may lower), network, lifetime, agents and capacity.",
 )
 
+# ------------------------------------------------------------------ security: tokens, audit
+
+schemas["Role"] = {
+    "type": "string",
+    "enum": ["viewer", "operator", "admin"],
+    "description": "What a token may do. `viewer`: read (GET) everything but tokens and vaults, including the audit trail; `operator`: also change things (POST, PUT, DELETE) outside tokens and vaults; `admin`: also manage tokens and vaults. The server's own `api_token` is an admin.",
+}
+token_props = {
+    "id": {"type": "string", "description": "`tok_…`"},
+    "type": const("api_token"),
+    "name": STR,
+    "role": ref("Role"),
+    "fingerprint": {"type": "string", "pattern": "^[0-9a-f]{12}$", "description": "A short, non-secret name of the token: the first 12 hex digits of its SHA-256. The audit trail shows it (`token:<fingerprint>`)."},
+    "created_at": TS,
+    "expires_at": desc(TS_NULL, "When the token stops working; null: never."),
+    "revoked_at": desc(TS_NULL, "When the token was revoked; null while it is not."),
+}
+schemas["ApiToken"] = obj(
+    token_props,
+    required=list(token_props),
+    description="Paddock's resource: a scoped API token. The secret itself is never returned after creation (it is stored hashed).",
+)
+schemas["ApiTokenCreated"] = obj(
+    {
+        **token_props,
+        "token": {"type": "string", "pattern": "^pdk_[0-9a-f]{64}$", "description": "The secret, to send as `Authorization: Bearer <token>`. Shown in this answer only: it cannot be retrieved again."},
+    },
+    required=list(token_props) + ["token"],
+    description="The answer of `POST /v1/tokens`: the new token and, once, its secret.",
+)
+schemas["TokenCreate"] = obj(
+    {
+        "name": {"type": "string", "minLength": 1, "maxLength": 128, "description": "A label for people; not blank, at most 128 characters."},
+        "role": ref("Role"),
+        "expires_at": {"type": ["string", "null"], "format": "date-time", "description": "An RFC 3339 time in the future; omitted or null: the token does not expire."},
+    },
+    required=["name", "role"],
+    closed=True,
+    description="Body of `POST /v1/tokens`. Unknown fields are refused.",
+)
+schemas["AuditEntry"] = obj(
+    {
+        "id": {"type": "string", "description": "`aud_…`"},
+        "type": const("audit_entry"),
+        "at": TS,
+        "request_id": {"type": ["string", "null"], "description": "The request (`req_…`); null for automatic actions."},
+        "actor": {"type": "string", "description": "Who: `token:<fingerprint>` (a token made with `POST /v1/tokens`), `admin:<fingerprint>` (the server's `api_token`), `ip:<address>` (a server without `api_token`) or `system` (an automatic action)."},
+        "role": nullable(desc(ref("Role"), "The caller's role; null for automatic actions and on a server without `api_token`.")),
+        "action": {"type": "string", "examples": ["agents.create", "runners.stop", "vaults.cred_create", "runners.auto_stop"], "description": "What was done: `<resource>.<handler>` for a request (`unrouted` for a request no route matched), or an automatic action (`runners.auto_stop`, `runners.auto_destroy`, `runners.lost`, `runners.orphan_swept`)."},
+        "target": {"type": ["string", "null"], "description": "The resource acted on: the route's first path parameter, else the `id` of the object a successful create answered with; null when there is none."},
+        "status": {"type": "integer", "minimum": 100, "maximum": 599, "description": "The HTTP status answered (automatic actions: 200 when they succeeded, 500 when not)."},
+        "outcome": {"type": "string", "enum": ["ok", "error"]},
+        "metadata": {"type": "object", "description": "For a request: `{method, route, path}` (the route template, null when no route matched). Never bodies, so never secrets."},
+    },
+    required=["id", "type", "at", "request_id", "actor", "role", "action", "target", "status", "outcome", "metadata"],
+    description="Paddock's resource: one row of the audit trail. Every request that is not a read (GET or HEAD) and passed authentication is written, whatever its outcome, and so is every automatic action. Entries are kept `audit.retention_days` (90 unless configured).",
+)
+schemas["AuditList"] = obj(
+    {
+        "data": {"type": "array", "items": ref("AuditEntry"), "description": "Newest first, at most `limit`."},
+        "next_page": {"type": "null", "description": "Always null: narrow the query (`until`) to read further back."},
+    },
+    required=["data", "next_page"],
+    description="The newest audit entries that match the query.",
+)
+
+# ------------------------------------------------------------------ vaults
+
+vault_props = {
+    "id": {"type": "string", "description": "`vlt_…`"},
+    "type": const("vault"),
+    "display_name": STR,
+    "metadata": ref("Metadata"),
+    "created_at": TS,
+    "updated_at": TS,
+    "archived_at": TS_NULL,
+}
+schemas["Vault"] = obj(
+    vault_props,
+    required=list(vault_props),
+    description="A named set of credentials (`type: \"vault\"`). A session lists vaults in `vault_ids`; the `environment_variable` credentials of those that are not archived are set in its runner's sandbox. Archived vaults take no new credentials and no new sessions.",
+)
+DISPLAY_NAME = {"type": "string", "minLength": 1, "maxLength": 255, "description": "Not blank, at most 255 characters."}
+schemas["VaultCreate"] = obj(
+    {"display_name": DISPLAY_NAME, "metadata": nullable(ref("Metadata"))},
+    required=["display_name"],
+    closed=True,
+    description="Body of `POST /v1/vaults`. Unknown fields are refused.",
+)
+schemas["VaultUpdate"] = obj(
+    {
+        "display_name": {"type": ["string", "null"], "minLength": 1, "maxLength": 255, "description": "null keeps the name; it cannot be cleared."},
+        "metadata": nullable(desc(ref("MetadataPatch"), "Patch; null keeps the metadata.")),
+    },
+    closed=True,
+    description="Body of `POST /v1/vaults/{vault_id}`. Every field is optional: omitted or null = keep. Unknown fields are refused.",
+)
+
+# credentials: `auth` as answered (no secrets) and as sent (with them)
+SECRET = "Write-only: sealed with the vault key (encrypted at rest) and never returned, logged or echoed in errors. Not empty, at most 64 KiB (UTF-8)."
+SECRET_STR = {"type": "string", "minLength": 1, "writeOnly": True}
+MCP_URL = {"type": "string", "pattern": "^https?://", "description": "The MCP server the credential is for: an http:// or https:// URL. Fixed at creation."}
+schemas["StaticBearerAuth"] = obj(
+    {"type": const("static_bearer"), "mcp_server_url": MCP_URL},
+    required=["type", "mcp_server_url"],
+    description="A fixed bearer token for an MCP server (the token is not returned).",
+)
+schemas["TokenEndpointAuth"] = obj(
+    {"type": {"type": "string", "enum": ["none", "client_secret_basic", "client_secret_post"]}},
+    required=["type"],
+    description="How the client authenticates at the token endpoint (the client secret is not returned).",
+)
+schemas["McpOauthRefresh"] = obj(
+    {
+        "client_id": {"type": ["string", "null"]},
+        "token_endpoint": {"type": ["string", "null"]},
+        "token_endpoint_auth": nullable(ref("TokenEndpointAuth")),
+        "resource": {"type": ["string", "null"]},
+        "scope": {"type": ["string", "null"]},
+    },
+    required=["client_id", "token_endpoint", "token_endpoint_auth", "resource", "scope"],
+    description="How the access token is refreshed (the refresh token and client secret are not returned).",
+)
+schemas["McpOauthAuth"] = obj(
+    {
+        "type": const("mcp_oauth"),
+        "mcp_server_url": MCP_URL,
+        "expires_at": {"type": ["string", "null"], "format": "date-time", "description": "When the access token expires, as given."},
+        "refresh": nullable(ref("McpOauthRefresh")),
+    },
+    required=["type", "mcp_server_url", "expires_at", "refresh"],
+    description="An OAuth access token for an MCP server, optionally refreshable (the tokens are not returned).",
+)
+CRED_NETWORKING_DESC = "Where the secret may be used: `{type: \"unrestricted\"}` or `{type: \"limited\", allowed_hosts}`. Stored and returned; Paddock does not enforce it (the variable is set in the sandbox regardless)."
+
+
+def cred_networking(hosts_required):
+    return {
+        "description": CRED_NETWORKING_DESC,
+        "oneOf": [
+            obj({"type": const("unrestricted")}, required=["type"]),
+            obj(
+                {"type": const("limited"), "allowed_hosts": desc(HOSTS, "Host names or `*.domain` patterns" + ("." if hosts_required else "; omitted = none."))},
+                required=["type", "allowed_hosts"] if hosts_required else ["type"],
+            ),
+        ],
+    }
+
+
+INJECTION = "Where the secret is injected into requests; `header` and `body` are stored as given and returned (null when not given). Paddock does not act on them."
+schemas["EnvironmentVariableAuth"] = obj(
+    {
+        "type": const("environment_variable"),
+        "secret_name": {"type": "string", "pattern": ENV_NAME, "description": "The environment variable set to the secret in the sandbox of the runner of every session that lists the vault. Fixed at creation."},
+        "networking": cred_networking(True),
+        "injection_location": obj({"header": {}, "body": {}}, required=["header", "body"], description=INJECTION),
+    },
+    required=["type", "secret_name", "networking", "injection_location"],
+    description="A secret set as an environment variable in session sandboxes (the value is not returned).",
+)
+CRED_AUTH_TYPES = {
+    "static_bearer": "StaticBearerAuth",
+    "mcp_oauth": "McpOauthAuth",
+    "environment_variable": "EnvironmentVariableAuth",
+}
+schemas["CredentialAuth"] = {
+    "description": "A credential's `auth` as answered: its public part only, discriminated by `type`. Secrets are never returned.",
+    "oneOf": [ref(n) for n in CRED_AUTH_TYPES.values()],
+    "discriminator": {"propertyName": "type", "mapping": {t: S + n for t, n in CRED_AUTH_TYPES.items()}},
+}
+
+
+def auth_param(name, kind, props, create_required, fixed, description):
+    """The create (`<name>Param`) and update (`<name>Patch`) forms of one `auth` type.
+
+    On update only `type` is required and every other field may be null (= keep), except
+    those that are already nullable or that the server refuses as null (`networking`)."""
+    props = {"type": const(kind), **props}
+    schemas[name + "Param"] = obj(props, required=["type", *create_required], closed=True, description=description + " Unknown fields are refused.")
+    schemas[name + "Patch"] = obj(
+        {k: (v if k == "type" else nullable(v) if "type" in v and not isinstance(v["type"], list) else v) for k, v in props.items()},
+        required=["type"],
+        closed=True,
+        description=description + f" In an update: `type` must be the stored one; secrets given replace the stored ones, omitted or null ones are kept; `{fixed}` may be repeated but not changed (400). Unknown fields are refused.",
+    )
+
+
+auth_param(
+    "StaticBearerAuth", "static_bearer",
+    {"token": desc(SECRET_STR, "The bearer token. " + SECRET), "mcp_server_url": MCP_URL},
+    ["token", "mcp_server_url"], "mcp_server_url",
+    "`auth` of type `static_bearer` in a request.",
+)
+schemas["TokenEndpointAuthParam"] = obj(
+    {
+        "type": {"type": "string", "enum": ["none", "client_secret_basic", "client_secret_post"]},
+        "client_secret": desc(SECRET_STR, "Required at creation unless `type` is `none`. " + SECRET),
+    },
+    required=["type"],
+    closed=True,
+    description="`refresh.token_endpoint_auth` in a request.",
+)
+schemas["McpOauthRefreshParam"] = obj(
+    {
+        "client_id": {"type": ["string", "null"]},
+        "refresh_token": desc(SECRET_STR, "Required when `refresh` is given at creation. " + SECRET),
+        "token_endpoint": {"type": ["string", "null"]},
+        "token_endpoint_auth": nullable(ref("TokenEndpointAuthParam")),
+        "resource": {"type": ["string", "null"]},
+        "scope": {"type": ["string", "null"]},
+    },
+    closed=True,
+    description="`auth.refresh` in a request. In an update, fields given replace the stored ones and omitted ones are kept.",
+)
+auth_param(
+    "McpOauthAuth", "mcp_oauth",
+    {
+        "access_token": desc(SECRET_STR, "The OAuth access token. " + SECRET),
+        "mcp_server_url": MCP_URL,
+        "expires_at": {"type": ["string", "null"], "format": "date-time", "description": "When the access token expires (RFC 3339)."},
+        "refresh": nullable(ref("McpOauthRefreshParam")),
+    },
+    ["access_token", "mcp_server_url"], "mcp_server_url",
+    "`auth` of type `mcp_oauth` in a request.",
+)
+auth_param(
+    "EnvironmentVariableAuth", "environment_variable",
+    {
+        "secret_name": {"type": "string", "pattern": ENV_NAME, "description": "The variable to set: letters, digits and `_`, not starting with a digit. Fixed at creation."},
+        "secret_value": desc(SECRET_STR, "The variable's value. " + SECRET),
+        "networking": cred_networking(False),
+        "injection_location": nullable(obj({"header": {}, "body": {}}, closed=True, description=INJECTION)),
+    },
+    ["secret_name", "secret_value", "networking"], "secret_name",
+    "`auth` of type `environment_variable` in a request.",
+)
+
+
+def auth_union(suffix, description):
+    return {
+        "description": description,
+        "oneOf": [ref(n + suffix) for n in CRED_AUTH_TYPES.values()],
+        "discriminator": {"propertyName": "type", "mapping": {t: S + n + suffix for t, n in CRED_AUTH_TYPES.items()}},
+    }
+
+
+schemas["CredentialAuthParam"] = auth_union("Param", "`auth` in `POST /v1/vaults/{vault_id}/credentials`, discriminated by `type`. It carries the secrets, which are write-only: sealed with the vault key, bound to the credential's id, and never returned, logged or echoed in errors (messages name fields, never values).")
+schemas["CredentialAuthPatch"] = auth_union("Patch", "`auth` in `POST /v1/vaults/{vault_id}/credentials/{credential_id}`, discriminated by `type`, which must be the stored one. Secrets given are sealed anew (rotation); the others are kept. Secrets are write-only.")
+cred_props = {
+    "id": {"type": "string", "description": "`vcrd_…`"},
+    "type": const("vault_credential"),
+    "vault_id": STR,
+    "auth": ref("CredentialAuth"),
+    "display_name": {"type": ["string", "null"]},
+    "metadata": ref("Metadata"),
+    "created_at": TS,
+    "updated_at": TS,
+    "archived_at": TS_NULL,
+}
+schemas["VaultCredential"] = obj(
+    cred_props,
+    required=list(cred_props),
+    description="A credential in a vault (`type: \"vault_credential\"`): the public part of its `auth`, never its secrets. Archived credentials are no longer used.",
+)
+schemas["VaultCredentialCreate"] = obj(
+    {
+        "auth": ref("CredentialAuthParam"),
+        "display_name": {"type": ["string", "null"], "minLength": 1, "maxLength": 255, "description": "Not blank, at most 255 characters."},
+        "metadata": nullable(ref("Metadata")),
+    },
+    required=["auth"],
+    closed=True,
+    description="Body of `POST /v1/vaults/{vault_id}/credentials`. Unknown fields are refused.",
+)
+schemas["VaultCredentialUpdate"] = obj(
+    {
+        "auth": nullable(desc(ref("CredentialAuthPatch"), "Omitted or null keeps the auth.")),
+        "display_name": {"type": ["string", "null"], "minLength": 1, "maxLength": 255, "description": "null keeps the name."},
+        "metadata": nullable(desc(ref("MetadataPatch"), "Patch; null keeps the metadata.")),
+    },
+    closed=True,
+    description="Body of `POST /v1/vaults/{vault_id}/credentials/{credential_id}`. Every field is optional: omitted or null = keep. Unknown fields are refused.",
+)
+schemas["CredentialValidation"] = obj(
+    {
+        "type": const("vault_credential_validation"),
+        "credential_id": STR,
+        "vault_id": STR,
+        "status": {"type": "string", "enum": ["valid", "invalid", "unknown"], "description": "Paddock always answers `unknown`: it does not probe MCP servers."},
+        "has_refresh_token": {"type": "boolean", "description": "Whether a refresh token is stored."},
+        "validated_at": TS,
+    },
+    required=["type", "credential_id", "vault_id", "status", "has_refresh_token", "validated_at"],
+    description="The answer of `POST …/credentials/{credential_id}/mcp_oauth_validate`.",
+)
+
 # ------------------------------------------------------------------ pages, meta, errors
 
 CURSOR = {"type": ["string", "null"], "description": "Pass as `page` to get the next page; null when there is none."}
@@ -1420,6 +1716,9 @@ schemas["EventPage"] = page("Event")
 schemas["RunnerPage"] = page("Runner")
 schemas["RunnerEventPage"] = page("RunnerEvent")
 schemas["SnapshotPage"] = page("Snapshot")
+schemas["TokenPage"] = page("ApiToken")
+schemas["VaultPage"] = page("Vault")
+schemas["VaultCredentialPage"] = page("VaultCredential")
 
 
 def fixed_list(item, what):
@@ -1438,7 +1737,7 @@ schemas["ProfileList"] = fixed_list("ExecutionProfile", "configured execution pr
 schemas["Deleted"] = obj(
     {
         "id": STR,
-        "type": {"type": "string", "enum": ["agent_deleted", "environment_deleted", "session_deleted", "snapshot_deleted"]},
+        "type": {"type": "string", "enum": ["agent_deleted", "environment_deleted", "session_deleted", "snapshot_deleted", "vault_deleted", "vault_credential_deleted"]},
     },
     required=["id", "type"],
     description="Confirms a deletion.",
@@ -1450,14 +1749,14 @@ schemas["Error"] = obj(
             {
                 "type": {
                     "type": "string",
-                    "enum": ["invalid_request_error", "permission_error", "not_found_error", "conflict_error", "api_error", "timeout_error", "overloaded_error"],
+                    "enum": ["invalid_request_error", "authentication_error", "permission_error", "not_found_error", "conflict_error", "rate_limit_error", "api_error", "timeout_error", "overloaded_error"],
                 },
                 "message": {"type": "string", "description": "For invalid input, starts with the JSON path of the offending field."},
                 "details": obj(
                     {
                         "error_code": {
                             "type": "string",
-                            "description": "A narrower code, e.g. `invalid_metadata`, `environment_archived`, `agent_archived`, `invalid_config_type_change`, `request_too_large`, `agent_not_found`, `environment_not_found`, `session_not_found`, `runner_not_found`, `snapshot_not_found`, `route_not_found`, `conflict`, `version_conflict`, `illegal_transition`, `idempotency_key_reused`; for runners also `unsupported`, `worker_rejected`, `path_forbidden`, `file_not_found`, `sandbox_not_found`, `worker_error`, `worker_unreachable`, `backend_timeout`, `backend_io`, `backend_unavailable`, `capacity_exceeded`.",
+                            "description": "A narrower code, e.g. `invalid_metadata`, `environment_archived`, `agent_archived`, `invalid_config_type_change`, `request_too_large`, `agent_not_found`, `environment_not_found`, `session_not_found`, `runner_not_found`, `snapshot_not_found`, `token_not_found`, `vault_not_found`, `credential_not_found`, `route_not_found`, `conflict`, `version_conflict`, `illegal_transition`, `idempotency_key_reused`; for runners also `unsupported`, `worker_rejected`, `path_forbidden`, `file_not_found`, `sandbox_not_found`, `worker_error`, `worker_unreachable`, `backend_timeout`, `backend_io`, `backend_unavailable`, `capacity_exceeded`.",
                         }
                     },
                     required=["error_code"],
@@ -1514,6 +1813,9 @@ parameters = {
     "SessionId": path_param("session_id", "session"),
     "RunnerId": path_param("runner_id", "runner"),
     "SnapshotId": path_param("snapshot_id", "snapshot"),
+    "TokenId": path_param("token_id", "token (`tok_…`)"),
+    "VaultId": path_param("vault_id", "vault (`vlt_…`)"),
+    "CredentialId": path_param("credential_id", "credential (`vcrd_…`)"),
     "Limit": query("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}, "Page size."),
     "Page": query("page", STR, "An opaque cursor from `next_page` (or `prev_page`) of a previous response, sent with the same query."),
     "IncludeArchived": query("include_archived", {"type": "boolean", "default": False}, "Include archived objects."),
@@ -1532,6 +1834,8 @@ headers = {
     "RequestId": {"description": "The id of this request (`req_…`), also in error bodies and the server log.", "schema": STR},
     "ShouldRetry": {"description": "`false` on every 4xx: replaying the same request will not help.", "schema": {"type": "string", "enum": ["false"]}},
     "IdempotentReplayed": {"description": "`true` when the response replays an earlier request with the same `Idempotency-Key`.", "schema": {"type": "string", "enum": ["true"]}},
+    "RetryAfter": {"description": "Whole seconds to wait before retrying (at least 1).", "schema": {"type": "integer", "minimum": 1}},
+    "RetryAfterMs": {"description": "Milliseconds to wait before retrying (at least 1); SDKs prefer it to `retry-after`.", "schema": {"type": "integer", "minimum": 1}},
 }
 
 
@@ -1555,6 +1859,17 @@ responses = {
     "BadGateway": err_response("The runner's worker failed or could not be reached (`api_error`, `worker_error` or `worker_unreachable`).", client_error=False),
     "ServiceUnavailable": err_response("No capacity: the profile's `max_runners`, or the server's `runners.max_active`, are all active (`capacity_exceeded`), or the runner's backend is not configured or cannot run on this host (`backend_unavailable`); `overloaded_error`.", client_error=False),
     "GatewayTimeout": err_response("The backend did not finish in time (`timeout_error`, `backend_timeout`).", client_error=False),
+    "Unauthorized": err_response("No token, or a token that is not valid, expired or revoked (`authentication_error`)."),
+    "PermissionDenied": err_response("The token's role may not use this route (`permission_error`): a viewer may only read, an operator may not touch tokens or vaults."),
+    "TooManyRequests": {
+        "description": "The caller (its token, else its IP address) sent more than the server's `rate_limit` allows (`rate_limit_error`). Retry after the wait the headers give; there is no `x-should-retry` header.",
+        "headers": {
+            "request-id": {"$ref": H + "RequestId"},
+            "retry-after": {"$ref": H + "RetryAfter"},
+            "retry-after-ms": {"$ref": H + "RetryAfterMs"},
+        },
+        "content": {"application/json": {"schema": ref("Error")}},
+    },
     "InternalError": err_response("The server or the backend failed (`api_error`): a file operation of the backend (`backend_io`, the cause in the message), or an internal error (a generic message, no code; the server log has the details under the request id).", client_error=False),
 }
 
@@ -1606,6 +1921,11 @@ EMPTY_POST = "The body is ignored (SDKs send an empty one)."
 add("/", "get", op("getIndex", "List the API's endpoints", "Meta", ok("Index")))
 add("/healthz", "get", op("getHealth", "Health check", "Meta", ok("Health")))
 add("/openapi.json", "get", op("getOpenApi", "This OpenAPI document", "Meta", ok("OpenApiDocument")))
+add("/metrics", "get", op(
+    "getMetrics", "Prometheus metrics", "Meta",
+    ok({"type": "string", "description": "`# HELP` / `# TYPE` lines and samples of the `paddock_…` families."}, "The metrics in the Prometheus text exposition format 0.0.4 (`Content-Type: text/plain; version=0.0.4; charset=utf-8`).", "text/plain; version=0.0.4"),
+    description="Paddock's metrics for a Prometheus scraper, e.g. `paddock_build_info`, `paddock_http_requests_total`, `paddock_http_request_duration_seconds`, `paddock_runners` (by state and backend), `paddock_model_tokens_total`, `paddock_model_cost_usd_total` and `paddock_rate_limited_total`. Needs no token and is not rate-limited.",
+))
 
 # agents
 add("/v1/agents", "post", op("createAgent", "Create an agent", "Agents", ok("Agent"), [400, 413], body="AgentCreate"))
@@ -2064,12 +2384,155 @@ add("/v1/profiles", "get", op(
 ))
 
 
+# tokens, audit
+TOKEN_404 = "The token does not exist (`token_not_found`)."
+ADMINS = "Admins only. "
+add("/v1/tokens", "post", op(
+    "createToken", "Create an API token", "Security", ok("ApiTokenCreated", "The token, with its secret in `token`: store it now, it is not shown again."),
+    {400: "Invalid body: unknown field, blank or too long `name`, unknown `role`, or `expires_at` not in the future.", 413: None},
+    body="TokenCreate",
+    description=ADMINS + "Tokens are checked only on a server with an `api_token`; without one, every caller is an admin and tokens are not needed. The secret is stored hashed.",
+))
+add("/v1/tokens", "get", op(
+    "listTokens", "List API tokens", "Security", ok("TokenPage"), [400],
+    params=[pref("Limit"), order("desc", "creation"), pref("Page")],
+    description=ADMINS + "Revoked and expired tokens are listed too. Secrets are never returned.",
+))
+add("/v1/tokens/{token_id}", "get", op(
+    "retrieveToken", "Retrieve an API token", "Security", ok("ApiToken"), {400: "An unknown query parameter.", 404: TOKEN_404},
+    params=[pref("TokenId")], description=ADMINS + "The secret is never returned.",
+))
+add("/v1/tokens/{token_id}", "delete", op(
+    "revokeToken", "Revoke an API token", "Security", ok("ApiToken", "The token, with `revoked_at` set."), {400: "An unknown query parameter.", 404: TOKEN_404},
+    params=[pref("TokenId")],
+    description=ADMINS + "The token stops working at once; its record stays. Idempotent: revoking a revoked token returns it unchanged.",
+))
+AUDIT_MATCH = "`*` matches any run of characters; without one the value must match whole. Case-insensitive."
+add("/v1/audit", "get", op(
+    "listAudit", "Read the audit trail", "Security", ok("AuditList"),
+    {400: "A bad time or `limit`, or an unknown query parameter."},
+    params=[
+        query("since", {"type": "string", "format": "date-time"}, "Only entries at or after this RFC 3339 time."),
+        query("until", {"type": "string", "format": "date-time"}, "Only entries at or before this RFC 3339 time."),
+        query("action", {"type": "string", "examples": ["agents.*"]}, "Only entries whose `action` matches; " + AUDIT_MATCH),
+        query("target", {"type": "string", "examples": ["run_*"]}, "Only entries whose `target` matches; " + AUDIT_MATCH),
+        query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}, "Most entries to return."),
+    ],
+    description="The newest matching entries first, in one answer (`next_page` is always null). Any role may read it: entries name fingerprints and routes, never secrets or bodies.",
+))
+
+# vaults
+VAULT_404 = "The vault does not exist (`vault_not_found`)."
+CRED_404 = "The vault (`vault_not_found`), or the credential in it (`credential_not_found`), does not exist."
+add("/v1/vaults", "post", op(
+    "createVault", "Create a vault", "Vaults", ok("Vault"),
+    {400: "Invalid body: unknown field, missing or bad `display_name`, or bad metadata (`invalid_metadata`).", 413: None},
+    body="VaultCreate", description=ADMINS.strip(),
+))
+add("/v1/vaults", "get", op(
+    "listVaults", "List vaults", "Vaults", ok("VaultPage"), [400],
+    params=[pref("IncludeArchived"), pref("Limit"), pref("Page")], description=ADMINS + "Oldest first.",
+))
+add("/v1/vaults/{vault_id}", "get", op(
+    "retrieveVault", "Retrieve a vault", "Vaults", ok("Vault"), {404: VAULT_404}, params=[pref("VaultId")], description=ADMINS.strip(),
+))
+add("/v1/vaults/{vault_id}", "post", op(
+    "updateVault", "Update a vault", "Vaults", ok("Vault"), {400: None, 404: VAULT_404, 413: None},
+    params=[pref("VaultId")], body="VaultUpdate", body_required=False, description=ADMINS.strip(),
+))
+add("/v1/vaults/{vault_id}", "delete", op(
+    "deleteVault", "Delete a vault", "Vaults", ok("Deleted", "`{id, type: \"vault_deleted\"}`."), {404: VAULT_404},
+    params=[pref("VaultId")],
+    description=ADMINS + "Deletes the vault and every credential in it. Sessions that list it keep its id; their runners no longer get its secrets.",
+))
+add("/v1/vaults/{vault_id}/archive", "post", op(
+    "archiveVault", "Archive a vault", "Vaults", ok("Vault"), {400: None, 404: VAULT_404},
+    params=[pref("VaultId")],
+    description=ADMINS + "Archived vaults take no new credentials and no new sessions, and their secrets are no longer set in runners. Archiving an archived vault returns it unchanged. " + EMPTY_POST,
+))
+
+# credentials
+add("/v1/vaults/{vault_id}/credentials", "post", op(
+    "createCredential", "Create a credential", "Vaults", ok("VaultCredential", "The credential, without its secrets."),
+    {
+        400: "Invalid body: unknown field, unknown `auth.type`, a missing or empty secret, a missing or bad `mcp_server_url`, `secret_name`, `networking` or `expires_at`, bad metadata, or the vault is archived. The message names the field, never a secret.",
+        404: VAULT_404,
+        413: None,
+    },
+    params=[pref("VaultId")], body="VaultCredentialCreate",
+    description=ADMINS + "The secrets in `auth` are sealed with the vault key, bound to the credential's id, and never returned.",
+))
+add("/v1/vaults/{vault_id}/credentials", "get", op(
+    "listCredentials", "List a vault's credentials", "Vaults", ok("VaultCredentialPage"), {400: None, 404: VAULT_404},
+    params=[pref("VaultId"), pref("IncludeArchived"), pref("Limit"), pref("Page")], description=ADMINS + "Oldest first; without secrets.",
+))
+add("/v1/vaults/{vault_id}/credentials/{credential_id}", "get", op(
+    "retrieveCredential", "Retrieve a credential", "Vaults", ok("VaultCredential", "The credential, without its secrets."), {404: CRED_404},
+    params=[pref("VaultId"), pref("CredentialId")], description=ADMINS.strip(),
+))
+add("/v1/vaults/{vault_id}/credentials/{credential_id}", "post", op(
+    "updateCredential", "Update a credential", "Vaults", ok("VaultCredential", "The credential, without its secrets."),
+    {
+        400: "Invalid body: unknown field, `auth.type` not the stored one, a changed `mcp_server_url` or `secret_name`, an empty secret, or bad metadata. The message names the field, never a secret.",
+        404: CRED_404,
+        413: None,
+    },
+    params=[pref("VaultId"), pref("CredentialId")], body="VaultCredentialUpdate", body_required=False,
+    description=ADMINS + "Secrets given in `auth` replace the stored ones (rotation) and take effect when a runner is next provisioned or started; the others are kept.",
+))
+add("/v1/vaults/{vault_id}/credentials/{credential_id}", "delete", op(
+    "deleteCredential", "Delete a credential", "Vaults", ok("Deleted", "`{id, type: \"vault_credential_deleted\"}`."), {404: CRED_404},
+    params=[pref("VaultId"), pref("CredentialId")], description=ADMINS + "Deletes the credential and its sealed secrets.",
+))
+add("/v1/vaults/{vault_id}/credentials/{credential_id}/archive", "post", op(
+    "archiveCredential", "Archive a credential", "Vaults", ok("VaultCredential"), {400: None, 404: CRED_404},
+    params=[pref("VaultId"), pref("CredentialId")],
+    description=ADMINS + "Archived credentials are no longer set in runners. Archiving an archived credential returns it unchanged. " + EMPTY_POST,
+))
+add("/v1/vaults/{vault_id}/credentials/{credential_id}/mcp_oauth_validate", "post", op(
+    "validateCredential", "Validate an MCP OAuth credential", "Vaults", ok("CredentialValidation"),
+    {400: "The credential is not of type `mcp_oauth`.", 404: CRED_404},
+    params=[pref("VaultId"), pref("CredentialId")],
+    description=ADMINS + "Paddock does not probe the MCP server, so `status` is always `unknown`; `has_refresh_token` says whether the credential can be refreshed. " + EMPTY_POST,
+))
+
+# authentication: every route but the open ones needs a token and is rate-limited
+OPEN_ROUTES = {"/healthz", "/metrics"}
+FORBIDDEN_VIEWER = "The token is a viewer's, which may only read (`permission_error`)."
+FORBIDDEN_ADMIN = "The token is not an admin's: tokens and vaults are for admins only (`permission_error`)."
+
+
+def least_role(method, path):
+    """As the server decides (`RouteClass::of`): tokens and vaults need an admin, other changes an operator."""
+    if path.startswith(("/v1/tokens", "/v1/vaults")):
+        return "admin"
+    return "viewer" if method in ("get", "head") else "operator"
+
+
+for path, item in paths.items():
+    for method, o in item.items():
+        if path in OPEN_ROUTES:
+            o["security"] = []
+            continue
+        r = o["responses"]
+        r["401"] = {"$ref": R + "Unauthorized"}
+        role = least_role(method, path)
+        if role != "viewer":
+            why = FORBIDDEN_ADMIN if role == "admin" else FORBIDDEN_VIEWER
+            if "403" in r:
+                r["403"]["description"] = r["403"]["description"] + " Or: " + why[0].lower() + why[1:]
+            else:
+                r["403"] = {"$ref": R + "PermissionDenied", "description": why}
+        r["429"] = {"$ref": R + "TooManyRequests"}
+        o["responses"] = dict(sorted(r.items(), key=lambda kv: int(kv[0])))
+
+
 doc = {
     "openapi": "3.1.0",
     "info": {
         "title": "Paddock",
         "version": "0.1.0",
-        "description": "Paddock's orchestrator API: agents, environments, sessions and their events, wire-compatible with the Managed Agents API for the primitives it shares, plus Paddock's runners. Query arrays use brackets (`statuses[]=a&statuses[]=b`); unknown query parameters are refused with 400 (`beta=true` is ignored). Updates are `POST /v1/<things>/{id}` (omitted = keep, null = clear). Unknown routes answer 404 and wrong methods 405, both with the Error envelope.",
+        "description": "Paddock's orchestrator API: agents, environments, sessions and their events, wire-compatible with the Managed Agents API for the primitives it shares, plus Paddock's runners. Query arrays use brackets (`statuses[]=a&statuses[]=b`); unknown query parameters are refused with 400 (`beta=true` is ignored). Updates are `POST /v1/<things>/{id}` (omitted = keep, null = clear). Unknown routes answer 404 and wrong methods 405, both with the Error envelope. Every route but `/healthz` and `/metrics` needs an API token (`bearerAuth`) and is rate-limited per caller; every change, and every action Paddock takes by itself, is written to the audit trail (`GET /v1/audit`).",
         "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
     },
     "servers": [{"url": "http://127.0.0.1:8080", "description": "The default listen address."}],
@@ -2081,9 +2544,19 @@ doc = {
         {"name": "Events"},
         {"name": "Runners", "description": "Paddock's resource: live sandboxes (lifecycle, settings, commands, files, status, metrics, activity and logs), the fleet at a glance, and the execution profiles and backends runners are created from."},
         {"name": "Snapshots", "description": "Paddock's resource: point-in-time copies of runner workspaces, restored into a runner or branched into a new one."},
+        {"name": "Vaults", "description": "Vaults and their credentials, for admins. Secrets are write-only: encrypted at rest with the vault key and never returned. The `environment_variable` credentials of the vaults a session lists are set in its runner's sandbox."},
+        {"name": "Security", "description": "Paddock's resources: API tokens with roles (`viewer`, `operator`, `admin`), and the audit trail."},
     ],
+    "security": [{"bearerAuth": []}],
     "paths": paths,
     "components": {
+        "securitySchemes": {
+            "bearerAuth": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An API token: the server's `api_token` (an admin) or one made with `POST /v1/tokens` (its role). Send `Authorization: Bearer <token>`; `x-api-key: <token>` is accepted too. Without an `api_token` configured, the server takes no tokens: it listens on loopback only (unless `allow_unauthenticated`) and every caller is an admin.",
+            },
+        },
         "schemas": schemas,
         "parameters": parameters,
         "headers": headers,
