@@ -414,6 +414,14 @@ fn vault_secrets_are_encrypted_write_only_and_never_leak() {
         !err.to_string().contains("12345"),
         "errors never echo secret values: {err}"
     );
+    let (st, err) = api(
+        "POST",
+        &format!("/v1/vaults/{vid}/credentials"),
+        Some(
+            json!({"auth": {"type": "static_bearer", "token": null, "mcp_server_url": "https://x"}}),
+        ),
+    );
+    assert_eq!(st, 400, "a null secret is not a secret: {err}");
     api("GET", &format!("/v1/vaults/{vid}/credentials"), None);
     let (_, val) = api(
         "POST",

@@ -37,7 +37,7 @@ fn secret(
     required: bool,
 ) -> ApiResult<Option<String>> {
     match m.get(key) {
-        None if required => Err(ServerError::invalid(
+        None | Some(Value::Null) if required => Err(ServerError::invalid(
             format!("{field}.{key}"),
             "is required",
         )),
