@@ -113,6 +113,17 @@ pub struct Execs {
     table: Mutex<Table>,
     started_total: AtomicU64,
     counter: AtomicU64,
+    /// Exec response streams not yet fully handed to the connection.
+    open_streams: std::sync::Arc<AtomicU64>,
+}
+
+/// Counts an open exec response stream until dropped.
+pub struct StreamGuard(std::sync::Arc<AtomicU64>);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Execs {
@@ -137,6 +148,17 @@ impl Execs {
 
     pub fn is_idle(&self) -> bool {
         self.lock().running.is_empty()
+    }
+
+    /// No exec runs and every exec's stream (its exit record included) has been
+    /// handed to its connection.
+    pub fn is_drained(&self) -> bool {
+        self.is_idle() && self.open_streams.load(Ordering::Acquire) == 0
+    }
+
+    pub(crate) fn stream_guard(&self) -> StreamGuard {
+        self.open_streams.fetch_add(1, Ordering::AcqRel);
+        StreamGuard(self.open_streams.clone())
     }
 
     pub fn started_total(&self) -> u64 {
@@ -600,7 +622,7 @@ pub async fn exec(
     };
     tokio::spawn(driver.run());
 
-    let mut resp = http::ndjson(ChannelBody::new(rx, None));
+    let mut resp = http::ndjson(ChannelBody::guarded(rx, state.execs.stream_guard()));
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-paddock-exec-id", v);
     }

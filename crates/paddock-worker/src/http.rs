@@ -27,11 +27,29 @@ pub type Body = BoxBody<Bytes, io::Error>;
 pub struct ChannelBody {
     rx: mpsc::Receiver<Result<Bytes, io::Error>>,
     exact_len: Option<u64>,
+    /// Held while the body is alive (e.g. counts open exec streams).
+    _guard: Option<crate::exec::StreamGuard>,
 }
 
 impl ChannelBody {
     pub fn new(rx: mpsc::Receiver<Result<Bytes, io::Error>>, exact_len: Option<u64>) -> Self {
-        ChannelBody { rx, exact_len }
+        ChannelBody {
+            rx,
+            exact_len,
+            _guard: None,
+        }
+    }
+
+    /// A body that keeps `guard` until hyper is done with it.
+    pub fn guarded(
+        rx: mpsc::Receiver<Result<Bytes, io::Error>>,
+        guard: crate::exec::StreamGuard,
+    ) -> Self {
+        ChannelBody {
+            rx,
+            exact_len: None,
+            _guard: Some(guard),
+        }
     }
 }
 

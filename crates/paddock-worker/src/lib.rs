@@ -224,8 +224,14 @@ impl Worker {
         let limit =
             self.state.config.kill_grace + self.state.config.drain_timeout + Duration::from_secs(1);
         let deadline = Instant::now() + limit;
-        while !self.state.execs.is_idle() && Instant::now() < deadline {
+        // Wait until the cancelled execs have ended and their exit records have been
+        // handed to their connections.
+        while !self.state.execs.is_drained() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if !ids.is_empty() {
+            // Let the connections flush what they were handed.
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }
