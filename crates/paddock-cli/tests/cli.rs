@@ -104,6 +104,13 @@ fn cli_drives_the_api_and_serve_shuts_down_gracefully() {
     let parsed: Value = serde_json::from_str(first).expect("JSON logs when not on a terminal");
     assert!(parsed["level"].is_string(), "{first}");
     assert!(log.contains("shutting down"), "{log}");
+    // Lines about a session carry its id.
+    assert!(
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .any(|v| v["span"]["session_id"] == sid.as_str() && v["span"]["request_id"].is_string()),
+        "no log line carries session_id {sid}"
+    );
 
     let s2 = Serve::start(dir.path());
     let again = s2.json(&["sessions", "get", &sid]);

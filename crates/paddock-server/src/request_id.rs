@@ -30,7 +30,26 @@ pub async fn middleware(
         .get::<axum::extract::MatchedPath>()
         .map(|m| m.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
-    let span = tracing::info_span!("request", request_id = %rid, %method, %path);
+    // Requests about one session or runner carry its id on every log line.
+    let segments: Vec<&str> = path.split('/').collect();
+    let id_of = |kind: &str| match segments.as_slice() {
+        ["", "v1", k, id, ..] if *k == kind => Some(id.to_string()),
+        _ => None,
+    };
+    let span = tracing::info_span!(
+        "request",
+        request_id = %rid,
+        %method,
+        %path,
+        session_id = tracing::field::Empty,
+        runner_id = tracing::field::Empty,
+    );
+    if let Some(sid) = id_of("sessions") {
+        span.record("session_id", sid.as_str());
+    }
+    if let Some(run) = id_of("runners") {
+        span.record("runner_id", run.as_str());
+    }
     let started = Instant::now();
     let mut resp = REQUEST_ID
         .scope(rid.clone(), next.run(req).instrument(span.clone()))
