@@ -84,6 +84,37 @@ impl Client {
         })
     }
 
+    /// Opens a streaming GET; an error answer becomes `CliError::Api`.
+    async fn open_stream(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<reqwest::Response, CliError> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .query(query)
+            .send()
+            .await
+            .map_err(|source| CliError::Unreachable {
+                url: self.base.clone(),
+                source,
+            })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        Err(CliError::Api {
+            status,
+            kind: body["error"]["type"]
+                .as_str()
+                .unwrap_or("error")
+                .to_string(),
+            message: body["error"]["message"].as_str().unwrap_or("").to_string(),
+        })
+    }
+
     pub async fn get(&self, path: &str, query: &[(String, String)]) -> Result<Value, CliError> {
         self.send(self.http.get(format!("{}{path}", self.base)).query(query))
             .await
@@ -167,27 +198,8 @@ impl Client {
         }
         let after = last.unwrap_or_else(|| "start".to_string());
         let resp = self
-            .http
-            .get(format!("{}{path}/stream", self.base))
-            .query(&[("after", after.as_str())])
-            .send()
-            .await
-            .map_err(|source| CliError::Unreachable {
-                url: self.base.clone(),
-                source,
-            })?;
-        if !resp.status().is_success() {
-            let status = resp.status().as_u16();
-            let body: Value = resp.json().await.unwrap_or(Value::Null);
-            return Err(CliError::Api {
-                status,
-                kind: body["error"]["type"]
-                    .as_str()
-                    .unwrap_or("error")
-                    .to_string(),
-                message: body["error"]["message"].as_str().unwrap_or("").to_string(),
-            });
-        }
+            .open_stream(&format!("{path}/stream"), &[("after", after.as_str())])
+            .await?;
         let mut stream = resp.bytes_stream();
         let mut buf = String::new();
         while let Some(chunk) = stream.next().await {
@@ -323,27 +335,8 @@ impl Client {
             return Ok(());
         }
         let resp = self
-            .http
-            .get(format!("{}/v1/runners/{id}/logs", self.base))
-            .query(&[("follow", "true")])
-            .send()
-            .await
-            .map_err(|source| CliError::Unreachable {
-                url: self.base.clone(),
-                source,
-            })?;
-        if !resp.status().is_success() {
-            let status = resp.status().as_u16();
-            let body: Value = resp.json().await.unwrap_or(Value::Null);
-            return Err(CliError::Api {
-                status,
-                kind: body["error"]["type"]
-                    .as_str()
-                    .unwrap_or("error")
-                    .to_string(),
-                message: body["error"]["message"].as_str().unwrap_or("").to_string(),
-            });
-        }
+            .open_stream(&format!("/v1/runners/{id}/logs"), &[("follow", "true")])
+            .await?;
         let mut stream = resp.bytes_stream();
         let mut buf = String::new();
         while let Some(chunk) = stream.next().await {

@@ -7,7 +7,7 @@ use paddock_core::lifecycle::RunnerState;
 use paddock_core::profile::Profiles;
 use paddock_core::runner::{NetworkPolicy, Runner};
 use paddock_core::{environment::Networking, id, ts, CoreError};
-use paddock_store::{PageReq, RunnerChange, RunnerFilter, Store};
+use paddock_store::{PageReq, RunnerChange, Store};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -592,28 +592,12 @@ impl Manager {
     /// After a (re)start: re-attach runners that survived, mark what was lost, and
     /// destroy sandboxes no runner owns.
     pub async fn adopt(&self) -> ApiResult<()> {
-        let mut known: HashSet<String> = HashSet::new();
-        let mut live: Vec<Runner> = vec![];
-        let mut page = PageReq {
-            limit: 200,
-            ..PageReq::default()
-        };
-        loop {
-            let p = self
-                .store
-                .list_runners(RunnerFilter::default(), page.clone())
-                .await?;
-            for r in p.data {
-                if r.state != RunnerState::Destroyed {
-                    known.insert(r.id.clone());
-                }
-                live.push(r);
-            }
-            match p.next {
-                Some(c) => page.cursor = Some(c),
-                None => break,
-            }
-        }
+        let live = self.all_runners().await?;
+        let known: HashSet<String> = live
+            .iter()
+            .filter(|r| r.state != RunnerState::Destroyed)
+            .map(|r| r.id.clone())
+            .collect();
         let mut found: BTreeMap<String, Managed> = BTreeMap::new();
         for (name, b) in &self.backends {
             match b.list_managed().await {
