@@ -420,9 +420,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config_file = ?file,
         "starting paddock"
     );
-    let server = paddock_server::Server::bind(config).await?;
-    server.run(paddock_server::shutdown_signal()).await?;
-    Ok(())
+    let served = async {
+        let server = paddock_server::Server::bind(config).await?;
+        server.run(paddock_server::shutdown_signal()).await
+    }
+    .await;
+    // Sends the spans still buffered by the OpenTelemetry exporter, if one runs.
+    paddock_server::shutdown_tracing();
+    Ok(served?)
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {

@@ -27,6 +27,10 @@ pub struct Config {
     pub log_format: LogFormat,
     /// A `tracing` filter, e.g. `info` or `paddock_server=debug`.
     pub log_level: String,
+    /// Export spans over OpenTelemetry (OTLP/HTTP, protobuf) to this collector base URL,
+    /// e.g. `http://127.0.0.1:4318` (sent to `/v1/traces`). Needs a binary built with the
+    /// `otel` cargo feature; absent: no export.
+    pub otel_endpoint: Option<String>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// Seconds between keep-alive comments on idle SSE streams.
@@ -181,6 +185,7 @@ impl Default for Config {
             data_dir: default_data_dir(),
             log_format: LogFormat::Auto,
             log_level: "info".into(),
+            otel_endpoint: None,
             max_body_bytes: 4 * 1024 * 1024,
             sse_keepalive_secs: 15,
             default_profile: "default".into(),
@@ -232,6 +237,7 @@ impl Config {
                     }
                 }
                 "PADDOCK_LOG_LEVEL" => cfg.log_level = v,
+                "PADDOCK_OTEL_ENDPOINT" => cfg.otel_endpoint = Some(v).filter(|e| !e.is_empty()),
                 "PADDOCK_MAX_BODY_BYTES" => {
                     cfg.max_body_bytes = v.parse().map_err(|e| bad(&k, e))?
                 }
@@ -285,6 +291,21 @@ impl Config {
         }
         if self.sse_keepalive_secs == 0 {
             return Err(bad("sse_keepalive_secs", "must be at least 1"));
+        }
+        if let Some(e) = &self.otel_endpoint {
+            if !cfg!(feature = "otel") {
+                return Err(bad(
+                    "otel_endpoint",
+                    "set, but this paddock was built without the otel feature; rebuild with --features otel",
+                ));
+            }
+            // No TLS client is built in: the collector is meant to be a local agent.
+            if !e.starts_with("http://") {
+                return Err(bad(
+                    "otel_endpoint",
+                    format!("{e:?} is not a URL like http://127.0.0.1:4318 (plain http only)"),
+                ));
+            }
         }
         if let Some(t) = &self.api_token {
             if t.len() < 16 {
@@ -405,5 +426,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("PADDOCK_SSE_KEEPALIVE_SECS"), "{e}");
+    }
+
+    #[test]
+    fn otel_endpoint_needs_the_feature() {
+        let endpoint = ("PADDOCK_OTEL_ENDPOINT", "http://127.0.0.1:4318");
+        let r = Config::load(None, env(&[endpoint]));
+        if cfg!(feature = "otel") {
+            let c = r.expect("valid");
+            assert_eq!(c.otel_endpoint.as_deref(), Some("http://127.0.0.1:4318"));
+            let e = Config::load(None, env(&[("PADDOCK_OTEL_ENDPOINT", "127.0.0.1:4318")]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("otel_endpoint"), "{e}");
+        } else {
+            let e = r.unwrap_err().to_string();
+            assert!(e.contains("rebuild with --features otel"), "{e}");
+        }
+        let c = Config::load(None, env(&[("PADDOCK_OTEL_ENDPOINT", "")])).expect("valid");
+        assert_eq!(c.otel_endpoint, None);
     }
 }

@@ -6,6 +6,8 @@ mod error;
 mod extract;
 mod hub;
 mod manager;
+#[cfg(feature = "otel")]
+pub mod otel;
 mod request_id;
 mod routes;
 mod security;
@@ -500,9 +502,13 @@ fn backends(config: &Config) -> Result<BTreeMap<String, Arc<dyn Backend>>, Serve
     Ok(map)
 }
 
-/// Sets up `tracing`: pretty on a terminal, JSON otherwise (or as configured).
+/// Sets up `tracing`: pretty on a terminal, JSON otherwise (or as configured). Built with
+/// the `otel` feature and with `otel_endpoint` set, spans are also exported over OTLP/HTTP;
+/// call [`shutdown_tracing`] before exiting so the last ones are sent.
 pub fn init_logging(config: &Config) {
     use std::io::IsTerminal;
+    use tracing_subscriber::layer::{Layer, SubscriberExt};
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level));
     let json = match config.log_format {
@@ -510,18 +516,41 @@ pub fn init_logging(config: &Config) {
         LogFormat::Pretty => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if json {
-        builder
-            .json()
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if json {
+        fmt.json()
             .flatten_event(true)
             .with_current_span(true)
-            .try_init()
+            .boxed()
     } else {
-        builder.try_init()
+        fmt.boxed()
     };
+    let registry = tracing_subscriber::registry().with(filter).with(fmt);
+    #[cfg(feature = "otel")]
+    {
+        let (layer, provider) = match config.otel_endpoint.as_deref().map(otel::layer) {
+            Some(Ok((layer, provider))) => (Some(layer), Some(provider)),
+            Some(Err(e)) => {
+                eprintln!("paddock: OpenTelemetry exporter disabled: {e}");
+                (None, None)
+            }
+            None => (None, None),
+        };
+        if registry.with(layer).try_init().is_ok() {
+            if let Some(p) = provider {
+                otel::install(p);
+            }
+        }
+    }
+    #[cfg(not(feature = "otel"))]
+    let _ = registry.try_init();
+}
+
+/// Sends the spans still buffered by the OpenTelemetry exporter and stops it; a no-op
+/// when none was started (always, without the `otel` feature).
+pub fn shutdown_tracing() {
+    #[cfg(feature = "otel")]
+    otel::shutdown();
 }
 
 /// Resolves on SIGINT or SIGTERM.
