@@ -222,31 +222,15 @@ impl LocalBackend {
         if spec.network == NetworkPolicy::Unrestricted {
             push(&["--share-net"]);
         }
+        // The environment is not on this command line (which any host user can read):
+        // the sandbox inherits the process's cleared environment, set in `launch`.
         push(&[
             "--hostname",
             "paddock",
             "--new-session",
             "--cap-drop",
             "ALL",
-            "--clearenv",
         ]);
-        push(&[
-            "--setenv",
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        ]);
-        push(&[
-            "--setenv",
-            "HOME",
-            "/workspace",
-            "--setenv",
-            "USER",
-            "paddock",
-        ]);
-        push(&["--setenv", "PADDOCK_RUNNER_ID", &spec.runner_id]);
-        for (k, v) in &spec.env {
-            push(&["--setenv", k, v]);
-        }
         push(&["--ro-bind", "/usr", "/usr"]);
         for d in ["/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"] {
             match std::fs::read_link(d) {
@@ -340,7 +324,9 @@ impl LocalBackend {
             script.push_str("ulimit -v $PADDOCK_MEMORY_KB || exit 98; ");
             enforced.memory = Some(Enforcement::Rlimit);
         }
-        script.push_str("exec \"$@\" 3>\"$PADDOCK_INFO\"");
+        script.push_str(
+            "info=$PADDOCK_INFO; unset PADDOCK_CGROUP_PROCS PADDOCK_INFO PADDOCK_MEMORY_KB; exec \"$@\" 3>\"$info\"",
+        );
         cmd.arg("-c").arg(script).arg("sh");
         match self.cfg.mode {
             LocalMode::Bwrap => {
@@ -374,6 +360,21 @@ impl LocalBackend {
                     .envs(&spec.env);
             }
         }
+        // Only what the sandbox should see (secrets included) — never the orchestrator's
+        // own environment (provider keys, the vault key).
+        let home = match self.cfg.mode {
+            LocalMode::Bwrap => PathBuf::from("/workspace"),
+            LocalMode::Process => dir.join("workspace"),
+        };
+        cmd.env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .env("HOME", home)
+            .env("USER", "paddock")
+            .env("PADDOCK_RUNNER_ID", id)
+            .envs(&spec.env);
         cmd.env("PADDOCK_CGROUP_PROCS", procs.join(" "))
             .env("PADDOCK_INFO", dir.join("info.json"))
             .env(
@@ -390,6 +391,19 @@ impl LocalBackend {
             .kill_on_drop(false);
         let mut child = cmd.spawn().map_err(io("starting the sandbox"))?;
         let pid = child.id().map(|p| p as i32).unwrap_or(-1);
+        // Recorded at once, so a crash during the health wait leaves a sandbox that can
+        // still be found and killed.
+        let early = Meta {
+            mode: self.cfg.mode,
+            pid,
+            child_pid: None,
+            enforced: enforced.clone(),
+        };
+        std::fs::write(
+            dir.join("meta.json"),
+            serde_json::to_vec_pretty(&early).unwrap_or_default(),
+        )
+        .map_err(io("writing meta.json"))?;
         // Reap it when it exits while we run; after a restart, init does.
         tokio::spawn(async move {
             let _ = child.wait().await;
@@ -426,18 +440,21 @@ impl LocalBackend {
 
     /// Kills every process of the sandbox and waits until they are gone.
     async fn kill_sandbox(&self, id: &str) -> Result<()> {
+        // Whatever is in the runner's cgroups belongs to it, meta or not.
+        for p in cgroup::pids(id) {
+            kill(p, libc::SIGKILL);
+        }
         let Some(meta) = self.read_meta(id) else {
             return Ok(());
         };
         let dir = self.dir(id).display().to_string();
-        for p in cgroup::pids(id) {
-            kill(p, libc::SIGKILL);
-        }
-        if let Some(c) = meta.child_pid {
+        // Only signal processes that are still this sandbox (their command line names
+        // its directory): a recorded pid may have been reused since.
+        if let Some(c) = meta.child_pid.filter(|c| alive(*c, &dir)) {
             // SIGKILL to a PID namespace's init ends every process in it.
             kill(c, libc::SIGKILL);
         }
-        if alive(meta.pid, &dir) || meta.mode == LocalMode::Process {
+        if alive(meta.pid, &dir) {
             kill(-meta.pid, libc::SIGKILL);
             kill(meta.pid, libc::SIGKILL);
         }
