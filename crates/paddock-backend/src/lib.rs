@@ -113,8 +113,18 @@ pub struct Capabilities {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Connector {
-    UnixSocket { path: PathBuf },
-    Tcp { addr: String, token: String },
+    UnixSocket {
+        path: PathBuf,
+        /// The PID namespace (`/proc/<pid>/ns/pid` link) the worker must live in; the
+        /// client refuses a socket served from anywhere else (e.g. a sandbox that
+        /// replaced its socket with a link to another one).
+        #[serde(default)]
+        pid_ns: Option<String>,
+    },
+    Tcp {
+        addr: String,
+        token: String,
+    },
 }
 
 /// A sandbox the backend has running.

@@ -408,7 +408,10 @@ impl LocalBackend {
         tokio::spawn(async move {
             let _ = child.wait().await;
         });
-        let client = WorkerClient::new(Connector::UnixSocket { path: sock.clone() });
+        let client = WorkerClient::new(Connector::UnixSocket {
+            path: sock.clone(),
+            pid_ns: None,
+        });
         let health = client.wait_healthy(self.cfg.start_timeout).await;
         let child_pid = std::fs::read_to_string(dir.join("info.json"))
             .ok()
@@ -432,7 +435,7 @@ impl LocalBackend {
             return Err(BackendError::Timeout(format!("{e}; sandbox log:\n{tail}")));
         }
         Ok(Provisioned {
-            connector: Connector::UnixSocket { path: sock },
+            connector: self.connector(id),
             enforced,
             handle: json!({"pid": pid, "child_pid": child_pid, "mode": self.cfg.mode, "dir": dir}),
         })
@@ -639,8 +642,21 @@ impl Backend for LocalBackend {
     }
 
     fn connector(&self, runner_id: &str) -> Connector {
+        // In a sandbox, the socket must be served by a process of the sandbox's PID
+        // namespace (the sandbox user owns the socket directory and could swap it).
+        let pid_ns = match self.cfg.mode {
+            LocalMode::Process => None,
+            LocalMode::Bwrap => Some(
+                self.read_meta(runner_id)
+                    .and_then(|m| m.child_pid)
+                    .and_then(|c| std::fs::read_link(format!("/proc/{c}/ns/pid")).ok())
+                    .map(|l| l.display().to_string())
+                    .unwrap_or_else(|| "unknown".to_string()),
+            ),
+        };
         Connector::UnixSocket {
             path: self.socket(runner_id),
+            pid_ns,
         }
     }
 

@@ -127,10 +127,24 @@ impl WorkerClient {
         }
         let unreachable = |e: &dyn std::fmt::Display| BackendError::Unreachable(e.to_string());
         let (mut sender, conn) = match &self.connector {
-            Connector::UnixSocket { path } => {
+            Connector::UnixSocket { path, pid_ns } => {
                 let stream = tokio::net::UnixStream::connect(path)
                     .await
                     .map_err(|e| BackendError::Unreachable(format!("{}: {e}", path.display())))?;
+                if let Some(expected) = pid_ns {
+                    let peer = stream
+                        .peer_cred()
+                        .ok()
+                        .and_then(|c| c.pid())
+                        .and_then(|pid| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok())
+                        .map(|l| l.display().to_string());
+                    if peer.as_deref() != Some(expected.as_str()) {
+                        return Err(BackendError::Unreachable(format!(
+                            "{} is not served from inside this runner's sandbox; refusing it",
+                            path.display()
+                        )));
+                    }
+                }
                 let (s, c) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                     .await
                     .map_err(|e| unreachable(&e))?;

@@ -27,9 +27,12 @@ pub fn format(t: Timestamp) -> String {
     )
 }
 
-/// Parses any RFC 3339 timestamp (`Z` or an offset).
+/// Parses any RFC 3339 timestamp (`Z` or an offset) whose UTC time falls in years
+/// 0000–9999 (what the fixed-width text form can hold).
 pub fn parse(s: &str) -> Option<Timestamp> {
-    OffsetDateTime::parse(s, &Rfc3339).ok()
+    let t = OffsetDateTime::parse(s, &Rfc3339).ok()?;
+    let utc = t.checked_to_offset(UtcOffset::UTC)?;
+    (0..=9999).contains(&utc.year()).then_some(utc)
 }
 
 /// serde adapter: RFC 3339 text in our fixed format.
@@ -80,5 +83,7 @@ mod tests {
         let offset = parse("2026-01-01T01:00:00+01:00").expect("parses");
         assert_eq!(format(offset), "2026-01-01T00:00:00.000000Z");
         assert!(parse("yesterday").is_none());
+        // Valid RFC 3339, but past year 9999 once in UTC: refused, never a panic.
+        assert!(parse("9999-12-31T23:00:00-05:00").is_none());
     }
 }

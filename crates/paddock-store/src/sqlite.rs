@@ -268,6 +268,10 @@ fn insert_events(
     events: Vec<NewEvent>,
     now: Timestamp,
 ) -> Result<Vec<Event>> {
+    // Stamped here, inside the transaction that assigns the seq, so that event times
+    // never run backwards along the log (the caller's time may be older).
+    let _ = now;
+    let now = ts::now();
     let last: i64 = tx
         .query_row(
             "SELECT last_seq FROM sessions WHERE id = ?1",

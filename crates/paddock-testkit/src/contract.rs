@@ -375,6 +375,30 @@ pub async fn isolation_attacks(b: &dyn Backend) {
             b.name()
         );
     }
+    // The sandbox cannot point the orchestrator at another socket: it replaces its
+    // socket with a link to another runner's, and its client must refuse the peer.
+    let other = spec_with(NetworkPolicy::None);
+    provision(b, &other).await;
+    if let paddock_backend::Connector::UnixSocket {
+        path: other_sock, ..
+    } = b.connector(&other.runner_id)
+    {
+        let swap = sh(
+            &w,
+            &format!("rm -f /run/paddock/worker.sock && ln -s {} /run/paddock/worker.sock && echo swapped", other_sock.display()),
+        )
+        .await;
+        if swap.stdout_text().contains("swapped") {
+            let redirected = WorkerClient::new(b.connector(&id));
+            let answer = redirected.healthz().await;
+            assert!(
+                answer.is_err(),
+                "the client followed a swapped socket to another runner: {answer:?}"
+            );
+        }
+    }
+    b.destroy(&other.runner_id).await.expect("destroy");
+
     b.destroy(&id).await.expect("destroy");
 }
 
