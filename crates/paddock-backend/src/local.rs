@@ -579,8 +579,13 @@ impl Backend for LocalBackend {
                 // Wait for the cancelled commands to end (their streams then close with
                 // an exit record), at most until the grace runs out.
                 while Instant::now() < deadline {
-                    match client.json(hyper::Method::GET, "/status", None).await {
-                        Ok(s) if s["running"].as_array().is_some_and(|r| !r.is_empty()) => {
+                    match tokio::time::timeout_at(
+                        deadline.into(),
+                        client.json(hyper::Method::GET, "/status", None),
+                    )
+                    .await
+                    {
+                        Ok(Ok(s)) if s["running"].as_array().is_some_and(|r| !r.is_empty()) => {
                             tokio::time::sleep(Duration::from_millis(25)).await;
                         }
                         _ => break,

@@ -173,19 +173,30 @@ impl WorkerClient {
         Ok(resp)
     }
 
-    /// A request whose answer is JSON; a non-2xx answer becomes an error.
+    /// A request whose answer is JSON; a non-2xx answer becomes an error. The whole call
+    /// (answer included, at most 64 MiB) is bounded in time: a stalled worker cannot
+    /// hang its caller.
     pub async fn json(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value> {
+        tokio::time::timeout(REQUEST_TIMEOUT, self.json_inner(method, path, body))
+            .await
+            .map_err(|_| {
+                BackendError::Timeout(format!(
+                    "the worker did not answer {path} within {REQUEST_TIMEOUT:?}"
+                ))
+            })?
+    }
+
+    async fn json_inner(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value> {
         let (bytes, ct) = match body {
             Some(b) => (Bytes::from(b.to_string()), Some("application/json")),
             None => (Bytes::new(), None),
         };
         let resp = self.request(method, path, bytes, ct).await?;
         let status = resp.status();
-        let body = resp
-            .into_body()
+        let body = http_body_util::Limited::new(resp.into_body(), 64 * 1024 * 1024)
             .collect()
             .await
-            .map_err(|e| BackendError::Unreachable(e.to_string()))?
+            .map_err(|e| BackendError::Unreachable(format!("reading the worker's answer: {e}")))?
             .to_bytes();
         let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         if !status.is_success() {

@@ -24,6 +24,8 @@ pub enum ServerError {
     Config(String),
     #[error("{message}")]
     Unavailable { message: String, code: &'static str },
+    #[error("{0}")]
+    Forbidden(String),
     #[error(transparent)]
     Backend(#[from] paddock_backend::BackendError),
     #[error("I/O: {0}")]
@@ -78,6 +80,9 @@ impl ServerError {
                 "internal error; see the server log for this request id".to_string(),
                 None,
             ),
+            ServerError::Forbidden(m) => {
+                (StatusCode::FORBIDDEN, "permission_error", m.clone(), None)
+            }
             ServerError::Unavailable { message, code } => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "overloaded_error",

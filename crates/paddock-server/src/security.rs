@@ -66,6 +66,36 @@ fn client_ip(req: &Request) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+fn loopback_host(host: &str) -> bool {
+    let h = host.trim();
+    let name = if let Some(rest) = h.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        h.rsplit_once(':').map(|(n, _)| n).unwrap_or(h)
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Host (and Origin, when a browser sends one) name this machine.
+fn addressed_to_loopback(req: &Request) -> bool {
+    let h = req.headers();
+    let host_ok = h
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(loopback_host);
+    let origin_ok = h
+        .get("origin")
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|o| {
+            o.split_once("://")
+                .is_some_and(|(_, rest)| loopback_host(rest.split('/').next().unwrap_or("")))
+        });
+    host_ok && origin_ok
+}
+
 fn open_route(path: &str) -> bool {
     path == "/healthz" || path == "/metrics"
 }
@@ -130,10 +160,9 @@ pub async fn rate_limit(State(s): State<AppState>, req: Request, next: Next) -> 
     if open_route(req.uri().path()) {
         return next.run(req).await;
     }
-    let key = match bearer(&req) {
-        Some(t) if !t.is_empty() => format!("token:{}", fingerprint(&t)),
-        _ => format!("ip:{}", client_ip(&req)),
-    };
+    // Keyed by address: a token is not verified yet here, so made-up tokens must not
+    // buy fresh buckets.
+    let key = format!("ip:{}", client_ip(&req));
     match s.limiter.take(&key) {
         Ok(()) => next.run(req).await,
         Err(wait) => {
@@ -161,6 +190,15 @@ pub async fn authenticate(State(s): State<AppState>, mut req: Request, next: Nex
     let path = req.uri().path().to_string();
     let ip = client_ip(&req);
     let Some(admin) = s.config.api_token.as_deref() else {
+        // Without a token, only requests addressed to this machine are answered: a web
+        // page (a cross-site request, or DNS rebinding) must not drive the API.
+        if !addressed_to_loopback(&req) {
+            return error(
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                "without an API token Paddock only answers requests to localhost; set PADDOCK_API_TOKEN".into(),
+            );
+        }
         // No token configured: loopback only (checked at startup), everyone is admin.
         req.extensions_mut().insert(Caller {
             actor: format!("ip:{ip}"),
@@ -182,7 +220,8 @@ pub async fn authenticate(State(s): State<AppState>, mut req: Request, next: Nex
         }
     };
     let role = if constant_time_eq(sha256_hex(&token).as_bytes(), sha256_hex(admin).as_bytes()) {
-        Some((Role::Admin, format!("admin:{}", fingerprint(&token))))
+        // Not a hash of the admin token: viewers read the audit trail.
+        Some((Role::Admin, "admin".to_string()))
     } else {
         match s.store.token_by_hash(&sha256_hex(&token)).await {
             Ok(Some(t)) if t.revoked_at.is_none() && t.expires_at.is_none_or(|e| e > ts::now()) => {
@@ -337,6 +376,27 @@ mod tests {
         std::thread::sleep(Duration::from_millis(120));
         assert!(l.take("a").is_ok());
         assert!(RateLimiter::new(0.0, 0).take("x").is_ok(), "0 disables");
+    }
+
+    #[test]
+    fn only_loopback_hosts_count() {
+        for h in [
+            "localhost",
+            "localhost:8080",
+            "127.0.0.1:1",
+            "[::1]:8080",
+            "127.9.9.9",
+        ] {
+            assert!(loopback_host(h), "{h}");
+        }
+        for h in [
+            "evil.example:8080",
+            "10.0.0.1",
+            "[2001:db8::1]:80",
+            "localhost.evil.example",
+        ] {
+            assert!(!loopback_host(h), "{h}");
+        }
     }
 
     #[test]

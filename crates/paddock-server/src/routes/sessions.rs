@@ -20,8 +20,20 @@ fn respond(s: Session) -> Response {
 
 pub async fn create(
     State(s): State<AppState>,
+    caller: Option<axum::Extension<crate::security::Caller>>,
     Json(req): Json<SessionCreate>,
 ) -> ApiResult<Response> {
+    // A session's runners receive its vaults' secrets: binding vaults is for admins.
+    if req.vault_ids.as_ref().is_some_and(|v| !v.is_empty()) {
+        if let Some(role) = caller.and_then(|c| c.0.role) {
+            if role != paddock_core::security::Role::Admin {
+                return Err(ServerError::Forbidden(format!(
+                    "vault_ids: a {} token may not bind vaults to a session; it needs the admin role",
+                    role.as_str()
+                )));
+            }
+        }
+    }
     req.validate()?;
     let now = ts::now();
     let (agent_id, version, overrides) = match req.agent {
