@@ -585,7 +585,11 @@ impl Backend for LocalBackend {
                     )
                     .await
                     {
-                        Ok(Ok(s)) if s["running"].as_array().is_some_and(|r| !r.is_empty()) => {
+                        Ok(Ok(s))
+                            if s["execs"]["running"]
+                                .as_array()
+                                .is_some_and(|r| !r.is_empty()) =>
+                        {
                             tokio::time::sleep(Duration::from_millis(25)).await;
                         }
                         _ => break,

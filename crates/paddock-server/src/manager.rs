@@ -48,6 +48,8 @@ pub struct Manager {
     pub(crate) snapshot_dir: std::path::PathBuf,
     /// Serializes capacity checks with the inserts they guard.
     admission: Mutex<()>,
+    /// One lifecycle operation at a time per runner.
+    op_locks: std::sync::Mutex<std::collections::HashMap<String, Arc<Mutex<()>>>>,
     pub(crate) monitor: crate::supervisor::Monitor,
     keyring: Arc<paddock_vault::Keyring>,
     pub(crate) metrics: Arc<paddock_metrics::PaddockMetrics>,
@@ -91,6 +93,7 @@ impl Manager {
             keyring: d.keyring,
             metrics: d.metrics,
             admission: Mutex::new(()),
+            op_locks: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -393,7 +396,7 @@ impl Manager {
         let id = spec.runner_id.clone();
         if let Some(sid) = &spec.session_id {
             let rid = id.clone();
-            let (_, ev) = self
+            let bound = self
                 .store
                 .update_session(
                     sid,
@@ -406,7 +409,20 @@ impl Manager {
                         Ok(Some((n, changed)))
                     }),
                 )
-                .await?;
+                .await;
+            let ev = match bound {
+                Ok((_, ev)) => ev,
+                Err(e) => {
+                    // Never leave the runner in `creating`: it would count against
+                    // capacity for ever.
+                    let why = format!("binding the session failed: {e}");
+                    self.transition(&id, RunnerState::Provisioning, None, None)
+                        .await?;
+                    self.transition(&id, RunnerState::Errored, Some(why), None)
+                        .await?;
+                    return Err(e.into());
+                }
+            };
             if let Some(e) = ev {
                 self.hub.published(sid, e.seq);
             }
@@ -458,8 +474,22 @@ impl Manager {
         }
     }
 
+    /// Serializes lifecycle operations (stop, start, restore, snapshot, destroy,
+    /// automatic actions) on one runner.
+    pub(crate) async fn lock_runner(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut map = self.op_locks.lock().unwrap_or_else(|p| p.into_inner());
+            map.retain(|_, l| Arc::strong_count(l) > 1);
+            map.entry(id.to_string())
+                .or_insert_with(|| Arc::new(Mutex::new(())))
+                .clone()
+        };
+        lock.lock_owned().await
+    }
+
     /// Stops a running runner; `grace` for running commands (default from config).
     pub async fn stop(&self, id: &str, grace: Option<Duration>) -> ApiResult<Runner> {
+        let _op = self.lock_runner(id).await;
         let r = self.store.get_runner(id).await?;
         match r.state {
             RunnerState::Stopped => Ok(r),
@@ -500,14 +530,22 @@ impl Manager {
     }
 
     pub async fn start(&self, id: &str) -> ApiResult<Runner> {
+        let _op = self.lock_runner(id).await;
+        self.start_locked(id).await
+    }
+
+    /// `start`, for callers that hold the runner's lock.
+    pub(crate) async fn start_locked(&self, id: &str) -> ApiResult<Runner> {
         let r = self.store.get_runner(id).await?;
         match r.state {
             RunnerState::Running => Ok(r),
             RunnerState::Stopped => {
                 let backend = self.backend(&r.backend)?.clone();
+                // Everything that can fail comes before the runner leaves `stopped`.
+                let spec = self.spec_with_secrets(&r).await?;
                 self.transition(id, RunnerState::Provisioning, None, None)
                     .await?;
-                match backend.start(&self.spec_with_secrets(&r).await?).await {
+                match backend.start(&spec).await {
                     Ok(p) => {
                         let enforced = serde_json::to_value(&p.enforced).ok();
                         self.transition(id, RunnerState::Running, None, enforced)
@@ -538,6 +576,16 @@ impl Manager {
 
     /// Destroys a runner; `reason` says why when it is automatic (pruning).
     pub(crate) async fn destroy_with_reason(
+        &self,
+        id: &str,
+        reason: Option<String>,
+    ) -> ApiResult<Runner> {
+        let _op = self.lock_runner(id).await;
+        self.destroy_locked(id, reason).await
+    }
+
+    /// `destroy_with_reason`, for callers that hold the runner's lock.
+    pub(crate) async fn destroy_locked(
         &self,
         id: &str,
         reason: Option<String>,
@@ -599,6 +647,7 @@ impl Manager {
             .map(|r| r.id.clone())
             .collect();
         let mut found: BTreeMap<String, Managed> = BTreeMap::new();
+        let mut unlisted: HashSet<String> = HashSet::new();
         for (name, b) in &self.backends {
             match b.list_managed().await {
                 Ok(ms) => {
@@ -606,10 +655,16 @@ impl Manager {
                         found.insert(m.runner_id.clone(), m);
                     }
                 }
-                Err(e) => tracing::warn!(backend = %name, error = %e, "cannot list sandboxes"),
+                Err(e) => {
+                    tracing::warn!(backend = %name, error = %e, "cannot list sandboxes; leaving its runners as they are");
+                    unlisted.insert(name.clone());
+                }
             }
         }
         for r in live {
+            if unlisted.contains(&r.backend) {
+                continue;
+            }
             let running = found.get(&r.id).is_some_and(|m| m.running);
             match r.state {
                 RunnerState::Running => {
@@ -625,6 +680,12 @@ impl Manager {
                         tracing::info!(runner_id = %r.id, "adopted running runner");
                     } else {
                         tracing::warn!(runner_id = %r.id, "runner lost while the orchestrator was down");
+                        if running {
+                            // Alive but not answering: stop it, so it holds nothing unseen.
+                            if let Some(b) = self.backends.get(&r.backend) {
+                                let _ = b.stop(&r.id, Duration::ZERO).await;
+                            }
+                        }
                         crate::security::audit_system(
                             self.store.as_ref(),
                             "runners.lost",

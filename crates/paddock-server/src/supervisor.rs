@@ -159,11 +159,12 @@ impl Manager {
     }
 
     pub async fn restart(&self, id: &str) -> ApiResult<Runner> {
+        let _op = self.lock_runner(id).await;
         let r = self.store.get_runner(id).await?;
         if r.state == RunnerState::Running {
             self.stop_running(r, None, Some("restart".into())).await?;
         }
-        self.start(id).await
+        self.start_locked(id).await
     }
 
     /// Records activity, so the idle timeout counts from now.
@@ -269,6 +270,7 @@ impl Manager {
     // ------------------------------------------------------------ snapshots
 
     pub async fn snapshot(&self, id: &str, label: Option<String>) -> ApiResult<Snapshot> {
+        let _op = self.lock_runner(id).await;
         let r = self.store.get_runner(id).await?;
         if matches!(
             r.state,
@@ -331,6 +333,7 @@ impl Manager {
     /// Restores a runner's workspace to a snapshot (stopping and restarting it when it
     /// runs). A failed restore leaves the workspace as it was.
     pub async fn restore(&self, id: &str, snapshot_id: &str) -> ApiResult<Runner> {
+        let _op = self.lock_runner(id).await;
         let snap = self.store.get_snapshot(snapshot_id).await?;
         let r = self.store.get_runner(id).await?;
         let was_running = match r.state {
@@ -356,7 +359,7 @@ impl Manager {
         let b = self.backend(&r.backend)?.clone();
         let restored = b.restore(id, std::path::Path::new(&snap.path)).await;
         let out = if was_running {
-            self.start(id).await?
+            self.start_locked(id).await?
         } else {
             self.store.get_runner(id).await?
         };
@@ -552,11 +555,21 @@ impl Manager {
         for r in self.all_runners().await? {
             match r.state {
                 RunnerState::Running => {
-                    if let Some(reason) = self.stop_reason(&r, now).await {
+                    if self.stop_reason(&r, now).await.is_some() {
+                        // Judge again under the lock, on fresh state: the user may just
+                        // have used the runner.
+                        let _op = self.lock_runner(&r.id).await;
+                        let Ok(fresh) = self.store.get_runner(&r.id).await else {
+                            continue;
+                        };
+                        if fresh.state != RunnerState::Running {
+                            continue;
+                        }
+                        let Some(reason) = self.stop_reason(&fresh, ts::now()).await else {
+                            continue;
+                        };
                         tracing::info!(runner_id = %r.id, %reason, "stopping runner automatically");
-                        let result = self
-                            .stop_running(r.clone(), None, Some(reason.clone()))
-                            .await;
+                        let result = self.stop_running(fresh, None, Some(reason.clone())).await;
                         crate::security::audit_system(
                             self.store.as_ref(),
                             "runners.auto_stop",
@@ -588,8 +601,17 @@ impl Manager {
                         _ => None,
                     };
                     if let Some(reason) = reason {
+                        // Only if it is still in the state it was judged in (never a
+                        // runner someone just started).
+                        let _op = self.lock_runner(&r.id).await;
+                        let Ok(fresh) = self.store.get_runner(&r.id).await else {
+                            continue;
+                        };
+                        if fresh.state != r.state || fresh.updated_at != r.updated_at {
+                            continue;
+                        }
                         tracing::info!(runner_id = %r.id, %reason, "pruning runner");
-                        let result = self.destroy_with_reason(&r.id, Some(reason.clone())).await;
+                        let result = self.destroy_locked(&r.id, Some(reason.clone())).await;
                         crate::security::audit_system(
                             self.store.as_ref(),
                             "runners.auto_destroy",
@@ -607,6 +629,28 @@ impl Manager {
             }
         }
         Ok(())
+    }
+
+    /// Whether the runner's worker reports a command still running.
+    async fn has_running_commands(&self, r: &Runner) -> bool {
+        let Ok(b) = self.backend(&r.backend) else {
+            return false;
+        };
+        let client = WorkerClient::new(b.connector(&r.id));
+        match tokio::time::timeout(
+            Duration::from_secs(3),
+            client.json(axum::http::Method::GET, "/status", None),
+        )
+        .await
+        {
+            Ok(Ok(s)) => {
+                s["execs"]["running"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty())
+                    || s["running"].as_array().is_some_and(|r| !r.is_empty())
+            }
+            _ => false,
+        }
     }
 
     async fn stop_reason(&self, r: &Runner, now: Timestamp) -> Option<String> {
@@ -629,7 +673,12 @@ impl Manager {
         if idle > 0 {
             if let Some(last) = r.last_activity_at.or(r.started_at) {
                 if (now - last).as_seconds_f64() >= idle as f64 {
-                    return Some(format!("idle timeout: no activity for {idle} s"));
+                    if self.has_running_commands(r).await {
+                        // A long command is activity too.
+                        self.touch(&r.id).await;
+                    } else {
+                        return Some(format!("idle timeout: no activity for {idle} s"));
+                    }
                 }
             }
         }
