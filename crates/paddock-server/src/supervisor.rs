@@ -555,32 +555,33 @@ impl Manager {
         for r in self.all_runners().await? {
             match r.state {
                 RunnerState::Running => {
-                    if self.stop_reason(&r, now).await.is_some() {
-                        // Judge again under the lock, on fresh state: the user may just
-                        // have used the runner.
-                        let _op = self.lock_runner(&r.id).await;
-                        let Ok(fresh) = self.store.get_runner(&r.id).await else {
-                            continue;
-                        };
-                        if fresh.state != RunnerState::Running {
-                            continue;
-                        }
-                        let Some(reason) = self.stop_reason(&fresh, ts::now()).await else {
-                            continue;
-                        };
-                        tracing::info!(runner_id = %r.id, %reason, "stopping runner automatically");
-                        let result = self.stop_running(fresh, None, Some(reason.clone())).await;
-                        crate::security::audit_system(
-                            self.store.as_ref(),
-                            "runners.auto_stop",
-                            &r.id,
-                            result.is_ok(),
-                            json!({"reason": reason}),
-                        )
-                        .await;
-                        if let Err(e) = result {
-                            tracing::warn!(runner_id = %r.id, error = %e, "automatic stop failed");
-                        }
+                    if self.stop_reason(&r, now).await.is_none() {
+                        continue;
+                    }
+                    // Judge again under the lock, on fresh state: the user may just
+                    // have used the runner.
+                    let _op = self.lock_runner(&r.id).await;
+                    let Ok(fresh) = self.store.get_runner(&r.id).await else {
+                        continue;
+                    };
+                    if fresh.state != RunnerState::Running {
+                        continue;
+                    }
+                    let Some(reason) = self.stop_reason(&fresh, ts::now()).await else {
+                        continue;
+                    };
+                    tracing::info!(runner_id = %r.id, %reason, "stopping runner automatically");
+                    let result = self.stop_running(fresh, None, Some(reason.clone())).await;
+                    crate::security::audit_system(
+                        self.store.as_ref(),
+                        "runners.auto_stop",
+                        &r.id,
+                        result.is_ok(),
+                        json!({"reason": reason}),
+                    )
+                    .await;
+                    if let Err(e) = result {
+                        tracing::warn!(runner_id = %r.id, error = %e, "automatic stop failed");
                     }
                 }
                 RunnerState::Stopped | RunnerState::Errored => {
