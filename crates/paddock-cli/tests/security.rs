@@ -117,6 +117,77 @@ fn roles_gate_every_route_class_and_tokens_can_be_revoked() {
             }
         }
     }
+    // Refusals are audited too, with who was refused.
+    let (st, _, h) = call(
+        "POST",
+        &u("/v1/tokens"),
+        Some(&viewer),
+        Some(json!({"name": "x", "role": "admin"})),
+    );
+    assert_eq!(st, 403);
+    let rid = h
+        .lines()
+        .find_map(|l| l.strip_prefix("request-id: "))
+        .expect("request id")
+        .trim()
+        .to_string();
+    let (_, rows, _) = call(
+        "GET",
+        &u("/v1/audit?action=tokens.*&limit=50"),
+        Some(ADMIN),
+        None,
+    );
+    let row = rows["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .find(|r| r["request_id"].as_str().map(str::to_lowercase) == Some(rid.clone()))
+        .cloned()
+        .expect("the refused request is in the audit trail");
+    assert_eq!(
+        (row["status"].as_u64(), row["role"].as_str()),
+        (Some(403), Some("viewer")),
+        "{row}"
+    );
+    assert!(
+        row["actor"].as_str().expect("actor").starts_with("token:"),
+        "{row}"
+    );
+    let (st, _, _) = call(
+        "POST",
+        &u("/v1/agents"),
+        None,
+        Some(json!({"name": "anon", "model": "m"})),
+    );
+    assert_eq!(st, 401);
+    let (_, rows, _) = call(
+        "GET",
+        &u("/v1/audit?action=agents.create&limit=5"),
+        Some(ADMIN),
+        None,
+    );
+    assert!(
+        rows["data"].as_array().expect("data").iter().any(
+            |r| r["status"] == 401 && r["actor"].as_str().is_some_and(|a| a.starts_with("ip:"))
+        ),
+        "{rows}"
+    );
+    // The scheme is case-insensitive; another Authorization scheme does not hide x-api-key.
+    for headers in [
+        vec![format!("Authorization: BEARER {viewer}")],
+        vec![
+            "Authorization: Basic Zm9vOmJhcg==".to_string(),
+            format!("x-api-key: {viewer}"),
+        ],
+    ] {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "-o", "/dev/null", "-w", "%{http_code}"]);
+        for h in &headers {
+            cmd.args(["-H", h]);
+        }
+        let out = cmd.arg(u("/v1/agents")).output().expect("curl");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "{headers:?}");
+    }
     // The SDK's x-api-key spelling works too.
     let out = Command::new("curl")
         .args([

@@ -356,10 +356,11 @@ impl Server {
     pub async fn rotate_vault_keys(&self) -> Result<u64, ServerError> {
         let mut n = 0;
         for (id, sealed) in self.state.store.all_sealed().await? {
-            let Ok(s) = paddock_vault::Sealed::parse(&sealed) else {
-                tracing::error!(credential_id = %id, "a stored secret is malformed");
-                continue;
-            };
+            let s = paddock_vault::Sealed::parse(&sealed).map_err(|_| {
+                ServerError::Config(format!(
+                    "vault: the stored secret of credential {id} is malformed"
+                ))
+            })?;
             if self.state.keyring.needs_rotation(&s) {
                 let fresh = self
                     .state
@@ -398,11 +399,12 @@ impl Server {
             .method_not_allowed_fallback(method_not_allowed)
             .layer(axum::middleware::from_fn_with_state(
                 self.state.clone(),
-                security::audit,
+                security::authenticate,
             ))
+            // Outside authentication, so refused requests are audited too.
             .layer(axum::middleware::from_fn_with_state(
                 self.state.clone(),
-                security::authenticate,
+                security::audit,
             ))
             .layer(axum::middleware::from_fn_with_state(
                 self.state.clone(),

@@ -44,19 +44,27 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// The bearer token of a request (`Authorization: Bearer …`, or `x-api-key` for curl).
 fn bearer(req: &Request) -> Option<String> {
     let h = req.headers();
-    if let Some(v) = h.get("authorization").and_then(|v| v.to_str().ok()) {
-        let v = v.trim();
-        if let Some(t) = v
-            .strip_prefix("Bearer ")
-            .or_else(|| v.strip_prefix("bearer "))
-        {
-            return Some(t.trim().to_string());
-        }
-        return Some(String::new());
-    }
-    h.get("x-api-key")
+    let auth = h
+        .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().to_string())
+        .map(str::trim);
+    if let Some(v) = auth {
+        // The scheme is case-insensitive (RFC 9110).
+        if v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ") {
+            return Some(v[7..].trim().to_string());
+        }
+    }
+    // Another scheme (a proxy's Basic, say) does not hide an x-api-key.
+    match h.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        Some(k) => Some(k.trim().to_string()),
+        None => auth.map(|_| String::new()),
+    }
+}
+
+/// Hands the caller to the audit layer, which runs outside authentication.
+fn with_caller(mut resp: Response, caller: Caller) -> Response {
+    resp.extensions_mut().insert(caller);
+    resp
 }
 
 fn client_ip(req: &Request) -> String {
@@ -200,11 +208,12 @@ pub async fn authenticate(State(s): State<AppState>, mut req: Request, next: Nex
             );
         }
         // No token configured: loopback only (checked at startup), everyone is admin.
-        req.extensions_mut().insert(Caller {
+        let caller = Caller {
             actor: format!("ip:{ip}"),
             role: None,
-        });
-        return next.run(req).await;
+        };
+        req.extensions_mut().insert(caller.clone());
+        return with_caller(next.run(req).await, caller);
     };
     if open_route(&path) {
         return next.run(req).await;
@@ -212,10 +221,16 @@ pub async fn authenticate(State(s): State<AppState>, mut req: Request, next: Nex
     let token = match bearer(&req) {
         Some(t) if !t.is_empty() => t,
         _ => {
-            return error(
-                StatusCode::UNAUTHORIZED,
-                "authentication_error",
-                "missing API token: send `Authorization: Bearer <token>`".into(),
+            return with_caller(
+                error(
+                    StatusCode::UNAUTHORIZED,
+                    "authentication_error",
+                    "missing API token: send `Authorization: Bearer <token>`".into(),
+                ),
+                Caller {
+                    actor: format!("ip:{ip}"),
+                    role: None,
+                },
             )
         }
     };
@@ -232,15 +247,21 @@ pub async fn authenticate(State(s): State<AppState>, mut req: Request, next: Nex
         }
     };
     let Some((role, actor)) = role else {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "authentication_error",
-            "the API token is invalid, expired or revoked".into(),
+        return with_caller(
+            error(
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                "the API token is invalid, expired or revoked".into(),
+            ),
+            Caller {
+                actor: format!("ip:{ip}"),
+                role: None,
+            },
         );
     };
     let class = RouteClass::of(req.method().as_str(), &path);
     if !role.may(class) {
-        return error(
+        let refusal = error(
             StatusCode::FORBIDDEN,
             "permission_error",
             format!(
@@ -250,12 +271,20 @@ pub async fn authenticate(State(s): State<AppState>, mut req: Request, next: Nex
                 class.needs().as_str()
             ),
         );
+        return with_caller(
+            refusal,
+            Caller {
+                actor,
+                role: Some(role),
+            },
+        );
     }
-    req.extensions_mut().insert(Caller {
+    let caller = Caller {
         actor,
         role: Some(role),
-    });
-    next.run(req).await
+    };
+    req.extensions_mut().insert(caller.clone());
+    with_caller(next.run(req).await, caller)
 }
 
 // ---------------------------------------------------------------- audit
@@ -280,8 +309,10 @@ pub async fn audit(State(s): State<AppState>, req: Request, next: Next) -> Respo
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_string());
     let path = req.uri().path().to_string();
-    let caller = req.extensions().get::<Caller>().cloned();
     let resp = next.run(req).await;
+    // Authentication runs inside this layer and hands back who called (refused
+    // requests included).
+    let caller = resp.extensions().get::<Caller>().cloned();
     let status = resp.status();
     let action = template
         .as_deref()
