@@ -230,6 +230,8 @@ impl LocalBackend {
             "--new-session",
             "--cap-drop",
             "ALL",
+            // No nested user namespaces: less kernel surface for code inside.
+            "--disable-userns",
         ]);
         push(&["--ro-bind", "/usr", "/usr"]);
         for d in ["/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"] {
@@ -736,7 +738,22 @@ impl Backend for LocalBackend {
             ));
         }
         if let Some(uid) = self.sandbox_uid() {
-            std::os::unix::fs::chown(&fresh, Some(uid), Some(uid)).map_err(io("chown"))?;
+            // Every restored file belongs to the sandbox user (chown also clears any
+            // setuid/setgid bit an archive carried).
+            let out = tokio::process::Command::new("chown")
+                .arg("-R")
+                .arg(format!("{uid}:{uid}"))
+                .arg(&fresh)
+                .output()
+                .await
+                .map_err(io("running chown"))?;
+            if !out.status.success() {
+                let _ = std::fs::remove_dir_all(&fresh);
+                return Err(BackendError::io(
+                    "giving the restored files to the sandbox user",
+                    std::io::Error::other(String::from_utf8_lossy(&out.stderr).into_owned()),
+                ));
+            }
         }
         std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o700))
             .map_err(io("chmod"))?;

@@ -428,7 +428,15 @@ impl Session {
         match u.title {
             Patch::Missing => {}
             Patch::Null => next.title = None,
-            Patch::Value(t) => next.title = Some(t),
+            Patch::Value(t) => {
+                if t.chars().count() > 1024 {
+                    return Err(CoreError::invalid(
+                        "title",
+                        "must be at most 1024 characters",
+                    ));
+                }
+                next.title = Some(t)
+            }
         }
         if next.title != self.title {
             changed.insert("title".into(), json!(next.title));

@@ -916,8 +916,15 @@ impl Store for SqliteStore {
             ))?;
             let mut rows = stmt.query(params![sid, after, limit as i64])?;
             let mut out = Vec::new();
+            // A byte budget as well as a count: events can be large (images).
+            let mut bytes = 0usize;
             while let Some(r) = rows.next()? {
-                out.push(event_from_row(r)?);
+                let e = event_from_row(r)?;
+                bytes += e.payload.values().map(|v| v.to_string().len()).sum::<usize>();
+                out.push(e);
+                if bytes >= 8 * 1024 * 1024 {
+                    break;
+                }
             }
             Ok(out)
         })

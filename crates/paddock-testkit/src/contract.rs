@@ -303,6 +303,12 @@ pub async fn isolation_attacks(b: &dyn Backend) {
     assert!(!text.starts_with("0\n"), "the sandbox runs as root: {text}");
     assert!(text.contains("CapEff:\t0000000000000000"), "{text}");
     assert!(text.contains("NoNewPrivs:\t1"), "{text}");
+    let userns = sh(&w, "unshare -U true 2>&1").await;
+    assert_ne!(
+        userns.code,
+        Some(0),
+        "nested user namespaces must be refused: {userns:?}"
+    );
     let mount = sh(&w, "mount -t tmpfs none /tmp 2>&1").await;
     assert_ne!(mount.code, Some(0), "mount must fail: {mount:?}");
 

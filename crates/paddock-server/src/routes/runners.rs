@@ -422,6 +422,14 @@ async fn follow_logs(s: AppState, id: String) -> ApiResult<Response> {
                     return;
                 }
             };
+            if seen.len() > 50_000 {
+                // Bounded: forget what the worker's rings no longer hold.
+                let current: std::collections::HashSet<String> = log_records(&v)
+                    .into_iter()
+                    .map(|(_, r)| r.to_string())
+                    .collect();
+                seen.retain(|k| current.contains(k));
+            }
             for (_, rec) in log_records(&v) {
                 let key = rec.to_string();
                 if seen.insert(key)
