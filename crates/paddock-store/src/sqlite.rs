@@ -227,12 +227,7 @@ fn live_sessions(c: &Connection, column: &str, id: &str) -> Result<i64> {
 // ------------------------------------------------------------------ sessions
 
 fn load_session(c: &Connection, id: &str) -> Result<Session> {
-    let body: Option<String> = c
-        .query_row("SELECT body FROM sessions WHERE id = ?1", [id], |r| {
-            r.get(0)
-        })
-        .optional()?;
-    from_json(&body.ok_or_else(|| not_found("session", id))?)
+    load_body(c, "sessions", "session", id)
 }
 
 fn write_session(c: &Connection, s: &Session) -> Result<()> {
@@ -372,6 +367,41 @@ fn check_reference(
         )));
     }
     Ok(())
+}
+
+/// Adds `col IN (?, ?, …)` for `values` (nothing when there are none).
+fn push_in(
+    col: &str,
+    values: impl IntoIterator<Item = String>,
+    conds: &mut Vec<String>,
+    p: &mut Vec<Sql>,
+) {
+    let mut marks = vec![];
+    for v in values {
+        p.push(Sql::Text(v));
+        marks.push(format!("?{}", p.len()));
+    }
+    if !marks.is_empty() {
+        conds.push(format!("{col} IN ({})", marks.join(", ")));
+    }
+}
+
+/// The JSON `body` of the row of `table` with this id, or NotFound naming `kind`.
+/// (`table` is always one of this file's constants, never input.)
+fn load_body<T: DeserializeOwned>(
+    c: &Connection,
+    table: &str,
+    kind: &'static str,
+    id: &str,
+) -> Result<T> {
+    let body: Option<String> = c
+        .query_row(
+            &format!("SELECT body FROM {table} WHERE id = ?1"),
+            [id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    from_json(&body.ok_or_else(|| not_found(kind, id))?)
 }
 
 fn ts_conds(
@@ -755,14 +785,12 @@ impl Store for SqliteStore {
                 p.push(Sql::Integer(i64::from(v)));
                 conds.push(format!("agent_version = ?{}", p.len()));
             }
-            if !filter.statuses.is_empty() {
-                let mut marks = vec![];
-                for s in filter.statuses {
-                    p.push(Sql::Text(s.as_str().into()));
-                    marks.push(format!("?{}", p.len()));
-                }
-                conds.push(format!("status IN ({})", marks.join(", ")));
-            }
+            push_in(
+                "status",
+                filter.statuses.iter().map(|s| s.as_str().to_string()),
+                &mut conds,
+                &mut p,
+            );
             ts_conds(
                 "created_at",
                 [
@@ -876,14 +904,7 @@ impl Store for SqliteStore {
             load_session(c, &sid)?;
             let mut p = vec![Sql::Text(sid)];
             let mut conds = vec!["session_id = ?1".to_string()];
-            if !filter.types.is_empty() {
-                let mut marks = vec![];
-                for t in filter.types {
-                    p.push(Sql::Text(t));
-                    marks.push(format!("?{}", p.len()));
-                }
-                conds.push(format!("type IN ({})", marks.join(", ")));
-            }
+            push_in("type", filter.types, &mut conds, &mut p);
             ts_conds(
                 "processed_at",
                 [
@@ -1090,15 +1111,8 @@ impl Store for SqliteStore {
 
     async fn get_token(&self, id: &str) -> Result<ApiToken> {
         let id = id.to_string();
-        self.read(move |c| {
-            let body: Option<String> = c
-                .query_row("SELECT body FROM api_tokens WHERE id = ?1", [&id], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            from_json(&body.ok_or_else(|| not_found("token", &id))?)
-        })
-        .await
+        self.read(move |c| load_body(c, "api_tokens", "token", &id))
+            .await
     }
 
     async fn list_tokens(&self, page: PageReq) -> Result<Page<ApiToken>> {
@@ -1119,12 +1133,7 @@ impl Store for SqliteStore {
     async fn revoke_token(&self, id: &str, now: Timestamp) -> Result<ApiToken> {
         let id = id.to_string();
         self.tx(move |tx| {
-            let body: Option<String> = tx
-                .query_row("SELECT body FROM api_tokens WHERE id = ?1", [&id], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            let mut t: ApiToken = from_json(&body.ok_or_else(|| not_found("token", &id))?)?;
+            let mut t: ApiToken = load_body(tx, "api_tokens", "token", &id)?;
             if t.revoked_at.is_none() {
                 t.revoked_at = Some(now);
                 tx.execute(
@@ -1219,13 +1228,8 @@ impl Store for SqliteStore {
 
     async fn get_vault(&self, id: &str) -> Result<serde_json::Value> {
         let id = id.to_string();
-        self.read(move |c| {
-            let body: Option<String> = c
-                .query_row("SELECT body FROM vaults WHERE id = ?1", [&id], |r| r.get(0))
-                .optional()?;
-            from_json(&body.ok_or_else(|| not_found("vault", &id))?)
-        })
-        .await
+        self.read(move |c| load_body(c, "vaults", "vault", &id))
+            .await
     }
 
     async fn put_vault(&self, vault: serde_json::Value) -> Result<serde_json::Value> {
@@ -1430,15 +1434,8 @@ impl Store for SqliteStore {
 
     async fn get_snapshot(&self, id: &str) -> Result<Snapshot> {
         let id = id.to_string();
-        self.read(move |c| {
-            let body: Option<String> = c
-                .query_row("SELECT body FROM snapshots WHERE id = ?1", [&id], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            from_json(&body.ok_or_else(|| not_found("snapshot", &id))?)
-        })
-        .await
+        self.read(move |c| load_body(c, "snapshots", "snapshot", &id))
+            .await
     }
 
     async fn list_snapshots(
@@ -1490,29 +1487,19 @@ impl Store for SqliteStore {
 
     async fn get_runner(&self, id: &str) -> Result<Runner> {
         let id = id.to_string();
-        self.read(move |c| {
-            let body: Option<String> = c
-                .query_row("SELECT body FROM runners WHERE id = ?1", [&id], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            from_json(&body.ok_or_else(|| not_found("runner", &id))?)
-        })
-        .await
+        self.read(move |c| load_runner(c, &id)).await
     }
 
     async fn list_runners(&self, filter: RunnerFilter, page: PageReq) -> Result<Page<Runner>> {
         self.read(move |c| {
             let mut conds = vec![];
             let mut p: Vec<Sql> = vec![];
-            if !filter.states.is_empty() {
-                let mut marks = vec![];
-                for s in filter.states {
-                    p.push(Sql::Text(s.as_str().into()));
-                    marks.push(format!("?{}", p.len()));
-                }
-                conds.push(format!("state IN ({})", marks.join(", ")));
-            }
+            push_in(
+                "state",
+                filter.states.iter().map(|s| s.as_str().to_string()),
+                &mut conds,
+                &mut p,
+            );
             if let Some(s) = filter.session_id {
                 p.push(Sql::Text(s));
                 conds.push(format!("session_id = ?{}", p.len()));
@@ -1536,10 +1523,7 @@ impl Store for SqliteStore {
 }
 
 fn load_runner(c: &Connection, id: &str) -> Result<Runner> {
-    let body: Option<String> = c
-        .query_row("SELECT body FROM runners WHERE id = ?1", [id], |r| r.get(0))
-        .optional()?;
-    from_json(&body.ok_or_else(|| not_found("runner", id))?)
+    load_body(c, "runners", "runner", id)
 }
 
 /// Appends `runner.state_changed` to the runner's log and, when the runner serves a
@@ -1617,12 +1601,7 @@ fn append_runner_event_tx(
 }
 
 fn load_environment(c: &Connection, id: &str) -> Result<Environment> {
-    let body: Option<String> = c
-        .query_row("SELECT body FROM environments WHERE id = ?1", [id], |r| {
-            r.get(0)
-        })
-        .optional()?;
-    from_json(&body.ok_or_else(|| not_found("environment", id))?)
+    load_body(c, "environments", "environment", id)
 }
 
 fn write_environment(c: &Connection, e: &Environment) -> Result<()> {
