@@ -290,6 +290,11 @@ schemas["Quotas"] = obj(
     closed=True,
     description="Paddock's field: per-session limits the orchestrator enforces for sessions of this agent. A null or missing limit means no limit.",
 )
+schemas["ToolProfile"] = {
+    "type": "string",
+    "enum": ["messaging", "standard", "full"],
+    "description": "Paddock's field: a shorthand for an `agent_toolset_20260401` entry, expanded into `tools` when the agent is written. `messaging`: no built-in tools. `standard`: read, write, edit, glob, grep (always allowed) and bash under `auto`. `full`: every built-in tool Paddock runs, always allowed (web_fetch only where the runner's network allows it; web_search stays disabled). Cannot be combined with an explicit `agent_toolset_20260401` entry.",
+}
 EXEC_PROFILE_AGENT = "Paddock's field: the agent's default execution profile (backend, image/runbook, resource limits, network policy, timeouts), used by sessions that name none. 1 to 128 characters."
 
 agent_props = {
@@ -307,6 +312,7 @@ agent_props = {
     "execution_identity": ref("ExecutionIdentity"),
     "multiagent": nullable(ref("Multiagent")),
     "harness": ref("Harness"),
+    "tool_profile": nullable(ref("ToolProfile")),
     "quotas": ref("Quotas"),
     "execution_profile": {"type": ["string", "null"], "description": EXEC_PROFILE_AGENT},
     "created_at": TS,
@@ -316,7 +322,7 @@ agent_props = {
 schemas["Agent"] = obj(
     agent_props,
     required=list(agent_props),
-    description="An agent version (`type: \"agent\"`): reusable, versioned configuration. Every change writes an immutable version. Paddock's additive fields: `harness`, `quotas`, `execution_profile`.",
+    description="An agent version (`type: \"agent\"`): reusable, versioned configuration. Every change writes an immutable version. Paddock's additive fields: `harness`, `tool_profile`, `quotas`, `execution_profile`.",
 )
 schemas["AgentCreate"] = obj(
     {
@@ -331,12 +337,13 @@ schemas["AgentCreate"] = obj(
         "execution_identity": nullable(ref("ExecutionIdentity")),
         "multiagent": nullable(ref("Multiagent")),
         "harness": nullable(desc(ref("Harness"), "Paddock's field: which agent implementation runs sessions of this agent (default `builtin`).")),
+        "tool_profile": nullable(ref("ToolProfile")),
         "quotas": nullable(desc(ref("Quotas"), "Paddock's field: per-session limits (default: none).")),
         "execution_profile": {"type": ["string", "null"], "minLength": 1, "maxLength": 128, "description": EXEC_PROFILE_AGENT},
     },
     required=["model", "name"],
     closed=True,
-    description="Body of `POST /v1/agents`. Unknown fields are refused. Paddock's additive fields: `harness`, `quotas`, `execution_profile`.",
+    description="Body of `POST /v1/agents`. Unknown fields are refused. Paddock's additive fields: `harness`, `tool_profile`, `quotas`, `execution_profile`.",
 )
 schemas["AgentUpdate"] = obj(
     {
@@ -352,6 +359,7 @@ schemas["AgentUpdate"] = obj(
         "execution_identity": nullable(ref("ExecutionIdentity")),
         "multiagent": nullable(ref("Multiagent")),
         "harness": nullable(desc(ref("Harness"), "Paddock's field; null resets to `builtin`.")),
+        "tool_profile": nullable(desc(ref("ToolProfile"), "Replaces the built-in toolset with the profile's; null only forgets the label.")),
         "quotas": nullable(desc(ref("Quotas"), "Paddock's field; replaces the quotas, null removes them.")),
         "execution_profile": {"type": ["string", "null"], "minLength": 1, "maxLength": 128, "description": "Paddock's field: the default execution profile; null clears."},
     },
@@ -565,6 +573,7 @@ schemas["SessionStats"] = obj(
     {
         "active_seconds": {"type": "number", "minimum": 0},
         "duration_seconds": {"type": "number", "minimum": 0, "description": "Seconds since creation, computed when the response is made."},
+        "turns": {"type": "integer", "minimum": 0, "description": "Paddock's field: turns the agent has started (what the `max_turns` quota counts)."},
     },
     required=["active_seconds", "duration_seconds"],
 )
@@ -2031,7 +2040,7 @@ add("/v1/sessions/{session_id}/events", "post", op(
         },
     ],
     body="SendEvents",
-    description="409 when the session is archived or terminated, or a tool use is already answered.",
+    description="409 when the session is archived or terminated, or a tool use is already answered. A `user.message` starts (or queues) a turn of the agent; 429 (`rate_limit_error`, `details.error_code` `budget_reached` or `quota_exceeded`, `x-should-retry: false`) when the session's budget or its agent's quotas are spent. `user.interrupt` cancels the turn in flight (its model stream and running command).",
 ))
 add("/v1/sessions/{session_id}/events", "get", op(
     "listEvents", "List a session's events", "Events", ok("EventPage"), [400, 404],
@@ -2057,7 +2066,7 @@ add("/v1/sessions/{session_id}/events/stream", "get", op(
     [400, 404],
     params=[
         pref("SessionId"),
-        array_query("event_deltas[]", {"type": "string", "enum": ["agent.message", "agent.thinking"]}, "Preview deltas to include."),
+        array_query("event_deltas[]", {"type": "string", "enum": ["agent.message", "agent.thinking"]}, "Preview deltas to include: `event_start` (announcing the id the final event will have) and `event_delta` frames for `agent.message` text as the model streams it. Previews are never stored; a stream that falls behind may miss some, never an event."),
         query("after", STR, "Resume after this event id; `start` replays the whole log. Without it (or `Last-Event-ID`) the stream starts at the current end."),
         {
             "name": "Last-Event-ID",

@@ -119,6 +119,38 @@ impl Usd {
         self.0 as f64 / 1e12
     }
 
+    /// Parses cents written as a decimal string (`"300"`, `"0.45"`), the form of
+    /// [`Usd::cents_string`] and of the API's `list_cost.amount`; digits past the
+    /// picodollar are dropped. `None` for anything else.
+    pub fn parse_cents(s: &str) -> Option<Usd> {
+        let s = s.trim();
+        let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+        if whole.is_empty() && frac.is_empty() {
+            return None;
+        }
+        if !whole
+            .chars()
+            .chain(frac.chars())
+            .all(|c| c.is_ascii_digit())
+        {
+            return None;
+        }
+        let whole: u128 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().ok()?
+        };
+        let mut digits: String = frac.chars().take(10).collect();
+        while digits.len() < 10 {
+            digits.push('0');
+        }
+        let frac: u128 = digits.parse().ok()?;
+        whole
+            .checked_mul(Self::PICOS_PER_CENT)?
+            .checked_add(frac)
+            .map(Usd)
+    }
+
     /// Cents as an exact decimal string without trailing zeros: `"300"`, `"0.45"`.
     pub fn cents_string(self) -> String {
         let whole = self.0 / Self::PICOS_PER_CENT;
@@ -462,5 +494,20 @@ mod tests {
         assert_eq!(total.cents_string(), "1.5");
         assert_eq!(total.to_string(), "$0.015000");
         assert_eq!(Usd::from_picodollars(1).cents_string(), "0.0000000001");
+    }
+
+    #[test]
+    fn cents_parse_back() {
+        for v in [0u128, 1, 10_000_000_000, 4_500_000_000, 123_456_789_012_345] {
+            let u = Usd::from_picodollars(v);
+            assert_eq!(Usd::parse_cents(&u.cents_string()), Some(u));
+        }
+        assert_eq!(
+            Usd::parse_cents(".5"),
+            Some(Usd::from_picodollars(5_000_000_000))
+        );
+        for bad in ["", ".", "-1", "1e3", "a", "1.2.3"] {
+            assert_eq!(Usd::parse_cents(bad), None, "{bad}");
+        }
     }
 }

@@ -61,6 +61,11 @@ impl Client {
         }
     }
 
+    /// `--json`: raw JSON output.
+    pub fn json(&self) -> bool {
+        self.json
+    }
+
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, CliError> {
         let resp = req.send().await.map_err(|source| CliError::Unreachable {
             url: self.base.clone(),
@@ -84,22 +89,26 @@ impl Client {
         })
     }
 
-    /// Opens a streaming GET; an error answer becomes `CliError::Api`.
-    async fn open_stream(
+    /// Opens a streaming GET (with `Last-Event-ID` when given); an error answer
+    /// becomes `CliError::Api`.
+    pub async fn open_stream(
         &self,
         path: &str,
         query: &[(&str, &str)],
+        last_event_id: Option<&str>,
     ) -> Result<reqwest::Response, CliError> {
-        let resp = self
+        let mut req = self
             .http
             .get(format!("{}{path}", self.base))
-            .query(query)
-            .send()
-            .await
-            .map_err(|source| CliError::Unreachable {
-                url: self.base.clone(),
-                source,
-            })?;
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .query(query);
+        if let Some(id) = last_event_id {
+            req = req.header("Last-Event-ID", id);
+        }
+        let resp = req.send().await.map_err(|source| CliError::Unreachable {
+            url: self.base.clone(),
+            source,
+        })?;
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -174,16 +183,15 @@ impl Client {
         Ok(())
     }
 
-    /// Prints every event; with `follow`, then streams new ones until the stream ends.
-    pub async fn events(&self, session_id: &str, follow: bool) -> Result<(), CliError> {
+    /// Prints every event so far, one log line each (time, type, gist) or one JSON
+    /// object per line. (`--follow` prints a transcript instead: see `follow::Follower`.)
+    pub async fn events(&self, session_id: &str) -> Result<(), CliError> {
         let path = format!("/v1/sessions/{session_id}/events");
         let mut query = vec![("limit".to_string(), "1000".to_string())];
-        let mut last: Option<String> = None;
         loop {
             let page = self.get(&path, &query).await?;
             for e in page["data"].as_array().into_iter().flatten() {
                 self.print_event(e);
-                last = e["id"].as_str().map(str::to_string);
             }
             match page["next_page"].as_str() {
                 Some(n) => {
@@ -191,45 +199,6 @@ impl Client {
                     query.push(("page".into(), n.to_string()));
                 }
                 None => break,
-            }
-        }
-        if !follow {
-            return Ok(());
-        }
-        let after = last.unwrap_or_else(|| "start".to_string());
-        let resp = self
-            .open_stream(&format!("{path}/stream"), &[("after", after.as_str())])
-            .await?;
-        let mut stream = resp.bytes_stream();
-        let mut buf = String::new();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| CliError::Other(e.into()))?;
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buf.find("\n\n") {
-                let frame: String = buf.drain(..end + 2).collect();
-                let (mut event, mut data) = (None, String::new());
-                for line in frame.lines() {
-                    if let Some(v) = line.strip_prefix("event:") {
-                        event = Some(v.trim().to_string());
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v.trim_start());
-                    }
-                }
-                let Some(event) = event else { continue };
-                let Ok(v) = serde_json::from_str::<Value>(&data) else {
-                    continue;
-                };
-                if event == "error" {
-                    return Err(CliError::Api {
-                        status: 200,
-                        kind: v["error"]["type"].as_str().unwrap_or("error").to_string(),
-                        message: v["error"]["message"].as_str().unwrap_or("").to_string(),
-                    });
-                }
-                self.print_event(&v);
-                if event == "session.deleted" {
-                    return Ok(());
-                }
             }
         }
         Ok(())
@@ -335,7 +304,11 @@ impl Client {
             return Ok(());
         }
         let resp = self
-            .open_stream(&format!("/v1/runners/{id}/logs"), &[("follow", "true")])
+            .open_stream(
+                &format!("/v1/runners/{id}/logs"),
+                &[("follow", "true")],
+                None,
+            )
             .await?;
         let mut stream = resp.bytes_stream();
         let mut buf = String::new();

@@ -2,7 +2,9 @@
 //! its API (like `docker` and `dockerd`).
 
 mod client;
+mod follow;
 mod output;
+mod render;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -11,12 +13,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use client::{CliError, Client};
+use follow::{Cursor, Follower, TurnWatcher};
 
 #[derive(Parser)]
 #[command(
     name = "paddock",
     version,
-    about = "Managed agent runners, self-hosted"
+    about = "Managed agent runners, self-hosted",
+    after_help = TOP_HELP
 )]
 struct Cli {
     /// The Paddock API to talk to.
@@ -37,10 +41,32 @@ struct Cli {
     cmd: Cmd,
 }
 
+const TOP_HELP: &str = "\
+Give an agent a task and watch it work:
+  paddock start --agent NAME_OR_ID --prompt \"fix the failing test\" --follow
+  paddock sessions send SESSION --message \"now add a test\" --follow
+  paddock sessions confirm SESSION TOOL_USE_ID --allow --follow
+
+Exit codes: 0 ok (with --follow: the turn ended with end_turn); 1 the API refused the
+request (4xx), or the turn ended with refusal / retries_exhausted / the session terminated;
+2 usage error (unknown or ambiguous agent/environment name); 3 Paddock unreachable, or the
+turn hit its budget (budget_reached); 4 server error, or tool uses await an answer
+(requires_action). `paddock run` and `runners exec` exit with the command's code.";
+
+/// The exit codes of `--follow` (`start`, `sessions send/confirm/tool-result`).
+const FOLLOW_HELP: &str = "\
+With --follow, exits when the agent's turn ends: 0 end_turn; 1 refusal, retries_exhausted,
+or the session terminated/deleted; 3 budget_reached; 4 requires_action (the tool uses
+awaiting an answer are printed on stderr, with the command that answers them).";
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the orchestrator (API server).
     Serve(ServeArgs),
+    /// Start a session of an agent with a first prompt; `--follow` shows the agent's
+    /// work until its turn ends.
+    #[command(after_help = FOLLOW_HELP)]
+    Start(StartArgs),
     /// Manage agents.
     #[command(subcommand)]
     Agents(AgentCmd),
@@ -122,6 +148,36 @@ struct RunArgs {
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     command: Vec<String>,
+}
+
+#[derive(Args)]
+struct StartArgs {
+    /// The agent: an id (`agent_…`) or a name.
+    #[arg(long)]
+    agent: String,
+    /// The environment: an id (`env_…`) or a name [default: `default`, created when
+    /// missing, with unrestricted networking].
+    #[arg(long = "env")]
+    environment: Option<String>,
+    /// The first user message.
+    #[arg(long)]
+    prompt: String,
+    /// The session's title.
+    #[arg(long)]
+    title: Option<String>,
+    #[command(flatten)]
+    follow: FollowArgs,
+}
+
+#[derive(Args)]
+struct FollowArgs {
+    /// Show the events as they come until the agent's turn ends (exit code: see below).
+    #[arg(long, short)]
+    follow: bool,
+    /// With --follow: also show progress (model requests and their tokens, usage, runner
+    /// changes).
+    #[arg(long, short, requires = "follow")]
+    verbose: bool,
 }
 
 #[derive(Args)]
@@ -235,6 +291,7 @@ enum EnvCmd {
 
 #[derive(Subcommand)]
 enum SessionCmd {
+    /// Create a session (see also `paddock start`).
     Create {
         /// Agent id (latest version is pinned).
         #[arg(long)]
@@ -250,6 +307,7 @@ enum SessionCmd {
         #[arg(long)]
         message: Option<String>,
     },
+    /// List sessions, newest first.
     List {
         #[command(flatten)]
         list: ListArgs,
@@ -259,40 +317,85 @@ enum SessionCmd {
         #[arg(long)]
         agent: Option<String>,
     },
-    Get {
-        id: String,
-    },
+    /// A session: status, agent, title.
+    Get { id: String },
+    /// Change a session's title.
     Update {
         id: String,
         #[arg(long)]
         title: Option<String>,
     },
-    /// Send a user message (or an interrupt) to a session.
+    /// Send a user message (or an interrupt) to a session; `--follow` shows the agent's
+    /// work until its turn ends.
+    #[command(after_help = FOLLOW_HELP)]
     Send {
         id: String,
+        /// The message text (same as --message).
+        #[arg(value_name = "MESSAGE")]
+        text: Option<String>,
         /// The message text.
+        #[arg(long, conflicts_with = "text")]
         message: Option<String>,
-        #[arg(long, conflicts_with = "message")]
+        /// Send an interrupt instead (same as `paddock sessions interrupt`).
+        #[arg(long, conflicts_with_all = ["text", "message"])]
         interrupt: bool,
         /// A JSON file with `{"events": [...]}`.
-        #[arg(long, conflicts_with_all = ["message", "interrupt"])]
+        #[arg(long, conflicts_with_all = ["text", "message", "interrupt"])]
         file: Option<PathBuf>,
         /// Makes a retried send safe.
         #[arg(long)]
         idempotency_key: Option<String>,
+        #[command(flatten)]
+        follow: FollowArgs,
     },
-    /// Print a session's events; `--follow` keeps streaming new ones.
+    /// Interrupt the agent's current turn.
+    Interrupt { id: String },
+    /// Allow or deny a tool use that awaits confirmation (`requires_action`).
+    #[command(after_help = FOLLOW_HELP)]
+    Confirm {
+        id: String,
+        /// The id of the `agent.tool_use` event.
+        tool_use_id: String,
+        #[arg(long, conflicts_with = "deny", required_unless_present = "deny")]
+        allow: bool,
+        #[arg(long, required_unless_present = "allow")]
+        deny: bool,
+        /// Why it is denied (told to the agent); only with --deny.
+        #[arg(long, conflicts_with = "allow")]
+        message: Option<String>,
+        #[command(flatten)]
+        follow: FollowArgs,
+    },
+    /// Answer a custom tool use (`agent.custom_tool_use`) with its result.
+    #[command(after_help = FOLLOW_HELP)]
+    ToolResult {
+        id: String,
+        /// The id of the `agent.custom_tool_use` event.
+        custom_tool_use_id: String,
+        /// The result, as text.
+        #[arg(long)]
+        content: String,
+        /// The tool failed; `--content` says why.
+        #[arg(long)]
+        error: bool,
+        #[command(flatten)]
+        follow: FollowArgs,
+    },
+    /// Print a session's events as a log; `--follow` prints them as a readable
+    /// transcript (tool calls and results) and keeps streaming until the session ends.
     Events {
         id: String,
         #[arg(long, short)]
         follow: bool,
+        /// With --follow: also show progress (model requests and their tokens, usage,
+        /// runner changes).
+        #[arg(long, short, requires = "follow")]
+        verbose: bool,
     },
-    Archive {
-        id: String,
-    },
-    Delete {
-        id: String,
-    },
+    /// Archive a session (it keeps its events).
+    Archive { id: String },
+    /// Delete a session and its events.
+    Delete { id: String },
 }
 
 #[derive(Subcommand)]
@@ -611,37 +714,70 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             }
             SessionCmd::Send {
                 id,
+                text,
                 message,
                 interrupt,
                 file,
                 idempotency_key,
+                follow,
             } => {
                 let body = if let Some(f) = &file {
                     Value::Object(read_body(&Some(f.clone()))?)
                 } else if interrupt {
                     json!({"events": [{"type": "user.interrupt"}]})
                 } else {
-                    let text = message.ok_or_else(|| {
+                    let text = message.or(text).ok_or_else(|| {
                         CliError::Usage("give a message, --interrupt or --file".into())
                     })?;
-                    json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": text}]}]})
+                    json!({"events": [user_message(&text)]})
                 };
-                let out = c
-                    .post(
-                        &format!("/v1/sessions/{id}/events"),
-                        &body,
-                        idempotency_key.as_deref(),
-                    )
-                    .await?;
-                if cli.json {
-                    output::print_json(&out);
-                } else {
-                    for e in out["data"].as_array().into_iter().flatten() {
-                        println!("{}", output::event_line(e));
-                    }
-                }
+                send_events(&c, &id, &body, idempotency_key.as_deref(), &follow).await?
             }
-            SessionCmd::Events { id, follow } => c.events(&id, follow).await?,
+            SessionCmd::Interrupt { id } => {
+                let body = json!({"events": [{"type": "user.interrupt"}]});
+                send_events(&c, &id, &body, None, &FollowArgs::none()).await?
+            }
+            SessionCmd::Confirm {
+                id,
+                tool_use_id,
+                allow,
+                deny,
+                message,
+                follow,
+            } => {
+                let body = json!({"events": [confirmation(&tool_use_id, allow, deny, message)?]});
+                send_events(&c, &id, &body, None, &follow).await?
+            }
+            SessionCmd::ToolResult {
+                id,
+                custom_tool_use_id,
+                content,
+                error,
+                follow,
+            } => {
+                let body = json!({"events": [{
+                    "type": "user.custom_tool_result",
+                    "custom_tool_use_id": custom_tool_use_id,
+                    "content": [{"type": "text", "text": content}],
+                    "is_error": error,
+                }]});
+                send_events(&c, &id, &body, None, &follow).await?
+            }
+            SessionCmd::Events {
+                id, follow: false, ..
+            } => c.events(&id).await?,
+            SessionCmd::Events { id, verbose, .. } => {
+                let resp = follow::open(&c, &id, &Cursor::Start).await?;
+                let follower = Follower {
+                    client: &c,
+                    session: id,
+                    json: cli.json,
+                    style: render::Style::for_stdout(verbose),
+                    turn: None,
+                    fallback: Cursor::Start,
+                };
+                follower.run(resp).await?;
+            }
             SessionCmd::Archive { id } => c.show(
                 c.post(&format!("/v1/sessions/{id}/archive"), &json!({}), None)
                     .await?,
@@ -813,8 +949,254 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let code = run_once(&c, args).await?;
             return Err(CliError::Exit(code));
         }
+        Cmd::Start(args) => start(&c, args).await?,
     }
     Ok(())
+}
+
+impl FollowArgs {
+    fn none() -> Self {
+        FollowArgs {
+            follow: false,
+            verbose: false,
+        }
+    }
+}
+
+fn user_message(text: &str) -> Value {
+    json!({"type": "user.message", "content": [{"type": "text", "text": text}]})
+}
+
+/// A `user.tool_confirmation` (`deny_message` only with a denial).
+fn confirmation(
+    tool_use_id: &str,
+    allow: bool,
+    deny: bool,
+    message: Option<String>,
+) -> Result<Value, CliError> {
+    let mut e = json!({"type": "user.tool_confirmation", "tool_use_id": tool_use_id});
+    match (allow, deny) {
+        (true, false) if message.is_none() => e["result"] = json!("allow"),
+        (false, true) => {
+            e["result"] = json!("deny");
+            if let Some(m) = message {
+                e["deny_message"] = json!(m);
+            }
+        }
+        (true, false) => return Err(CliError::Usage("--message goes with --deny".into())),
+        _ => return Err(CliError::Usage("give one of --allow and --deny".into())),
+    }
+    Ok(e)
+}
+
+/// Sends `body` (`{"events": [...]}`) to a session. Without `--follow` prints the
+/// stored events; with it, subscribes first (so nothing is missed), sends, then prints
+/// the session's events until the turn ends and exits with the turn's code.
+async fn send_events(
+    c: &Client,
+    session: &str,
+    body: &Value,
+    idempotency_key: Option<&str>,
+    f: &FollowArgs,
+) -> Result<(), CliError> {
+    let stream = if f.follow {
+        Some(follow::open(c, session, &Cursor::End).await?)
+    } else {
+        None
+    };
+    let out = c
+        .post(
+            &format!("/v1/sessions/{session}/events"),
+            body,
+            idempotency_key,
+        )
+        .await?;
+    let sent = sent_ids(&out);
+    let Some(stream) = stream else {
+        if c.json() {
+            output::print_json(&out);
+        } else {
+            for e in out["data"].as_array().into_iter().flatten() {
+                println!("{}", output::event_line(e));
+            }
+        }
+        return Ok(());
+    };
+    let fallback = sent
+        .last()
+        .map(|id| Cursor::After(id.clone()))
+        .unwrap_or(Cursor::End);
+    follow_turn(c, session, stream, sent, fallback, f.verbose).await
+}
+
+/// The ids of the events a send stored.
+fn sent_ids(out: &Value) -> Vec<String> {
+    out["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["id"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Prints the session's events from `stream` until the turn started by `sent` ends;
+/// a turn that did not end with `end_turn` becomes `CliError::Exit`.
+async fn follow_turn(
+    c: &Client,
+    session: &str,
+    stream: reqwest::Response,
+    sent: Vec<String>,
+    fallback: Cursor,
+    verbose: bool,
+) -> Result<(), CliError> {
+    let follower = Follower {
+        client: c,
+        session: session.to_string(),
+        json: c.json(),
+        style: render::Style::for_stdout(verbose),
+        turn: Some(TurnWatcher::new(sent)),
+        fallback,
+    };
+    match follower.run(stream).await? {
+        0 => Ok(()),
+        code => Err(CliError::Exit(code)),
+    }
+}
+
+/// The `id` of the one record in `list` whose `name` is `name`: `Ok(None)` when there
+/// is none, a usage error naming the candidates when there are several.
+fn pick_named(list: &[Value], name: &str, what: &str) -> Result<Option<String>, CliError> {
+    let ids: Vec<&str> = list
+        .iter()
+        .filter(|r| r["name"].as_str() == Some(name))
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    match ids.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one.to_string())),
+        many => Err(CliError::Usage(format!(
+            "{} {what}s are named {name:?} ({}); give an id instead",
+            many.len(),
+            many.join(", ")
+        ))),
+    }
+}
+
+/// Every (unarchived) record of a list endpoint, following `next_page`.
+async fn list_all(c: &Client, path: &str) -> Result<Vec<Value>, CliError> {
+    let mut query = vec![("limit".to_string(), "100".to_string())];
+    let mut rows = vec![];
+    loop {
+        let page = c.get(path, &query).await?;
+        rows.extend(page["data"].as_array().cloned().unwrap_or_default());
+        match page["next_page"].as_str().filter(|n| !n.is_empty()) {
+            Some(next) => {
+                query.retain(|(k, _)| k != "page");
+                query.push(("page".into(), next.to_string()));
+            }
+            None => return Ok(rows),
+        }
+    }
+}
+
+/// An agent id, given an id (`agent_…`) or a unique name.
+async fn resolve_agent(c: &Client, agent: &str) -> Result<String, CliError> {
+    if agent.starts_with("agent_") {
+        return Ok(agent.to_string());
+    }
+    let all = list_all(c, "/v1/agents").await?;
+    pick_named(&all, agent, "agent")?.ok_or_else(|| {
+        CliError::Usage(format!(
+            "no agent is named {agent:?} (see `paddock agents list`)"
+        ))
+    })
+}
+
+/// The environment `default` is created on first use.
+const DEFAULT_ENV: &str = "default";
+
+/// An environment id, given an id (`env_…`) or a unique name; the environment named
+/// `default` is created (cloud, unrestricted networking) when it does not exist.
+async fn resolve_environment(c: &Client, env: Option<&str>) -> Result<String, CliError> {
+    let name = env.unwrap_or(DEFAULT_ENV);
+    if name.starts_with("env_") {
+        return Ok(name.to_string());
+    }
+    let all = list_all(c, "/v1/environments").await?;
+    if name == DEFAULT_ENV {
+        // Two `paddock start` racing may both create it: use the oldest.
+        let oldest = all
+            .iter()
+            .filter(|e| e["name"].as_str() == Some(DEFAULT_ENV))
+            .min_by(|a, b| a["created_at"].as_str().cmp(&b["created_at"].as_str()));
+        if let Some(id) = oldest.and_then(|e| e["id"].as_str()) {
+            return Ok(id.to_string());
+        }
+        let created = c
+            .post(
+                "/v1/environments",
+                &json!({
+                    "name": DEFAULT_ENV,
+                    "config": {"type": "cloud", "networking": {"type": "unrestricted"}},
+                }),
+                None,
+            )
+            .await?;
+        let id = created["id"].as_str().unwrap_or_default().to_string();
+        eprintln!("paddock: created environment {DEFAULT_ENV:?} ({id})");
+        return Ok(id);
+    }
+    pick_named(&all, name, "environment")?.ok_or_else(|| {
+        CliError::Usage(format!(
+            "no environment is named {name:?} (see `paddock envs list`)"
+        ))
+    })
+}
+
+/// `paddock start`: a session of the agent with a first prompt.
+async fn start(c: &Client, a: StartArgs) -> Result<(), CliError> {
+    let agent = resolve_agent(c, &a.agent).await?;
+    let environment = resolve_environment(c, a.environment.as_deref()).await?;
+    let mut body = json!({"agent": agent, "environment_id": environment});
+    if let Some(t) = a.title {
+        body["title"] = json!(t);
+    }
+    let session = c.post("/v1/sessions", &body, None).await?;
+    let sid = session["id"].as_str().unwrap_or_default().to_string();
+    let out = match c
+        .post(
+            &format!("/v1/sessions/{sid}/events"),
+            &json!({"events": [user_message(&a.prompt)]}),
+            None,
+        )
+        .await
+    {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("paddock: session {sid} was created but the prompt was not sent");
+            return Err(e);
+        }
+    };
+    if !a.follow.follow {
+        if c.json() {
+            output::print_json(&session);
+        } else {
+            println!("{sid}");
+        }
+        return Ok(());
+    }
+    eprintln!("paddock: session {sid}");
+    // From the start of the log: the prompt was sent before the stream opened.
+    let stream = follow::open(c, &sid, &Cursor::Start).await?;
+    follow_turn(
+        c,
+        &sid,
+        stream,
+        sent_ids(&out),
+        Cursor::Start,
+        a.follow.verbose,
+    )
+    .await
 }
 
 /// `worker` is dispatched in `main` before the client runs; reaching it here is a bug.
@@ -896,5 +1278,228 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("paddock").chain(args.iter().copied()))
+    }
+
+    fn session_cmd(args: &[&str]) -> SessionCmd {
+        match parse(args).map(|c| c.cmd) {
+            Ok(Cmd::Sessions(s)) => s,
+            Ok(_) => panic!("not a sessions command: {args:?}"),
+            Err(e) => panic!("{args:?}: {e}"),
+        }
+    }
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn start_arguments() {
+        let Ok(Cli {
+            cmd: Cmd::Start(a),
+            json,
+            ..
+        }) = parse(&["start", "--agent", "helper", "--prompt", "fix it"])
+        else {
+            panic!("start should parse");
+        };
+        assert_eq!((a.agent.as_str(), a.prompt.as_str()), ("helper", "fix it"));
+        assert_eq!((a.environment, a.title), (None, None));
+        assert!(!a.follow.follow && !a.follow.verbose && !json);
+
+        let Ok(Cli {
+            cmd: Cmd::Start(a),
+            json,
+            ..
+        }) = parse(&[
+            "start", "--agent", "agent_1", "--env", "env_2", "--prompt", "p", "--title", "t",
+            "--follow", "-v", "--json",
+        ])
+        else {
+            panic!("start should parse");
+        };
+        assert_eq!(a.environment.as_deref(), Some("env_2"));
+        assert_eq!(a.title.as_deref(), Some("t"));
+        assert!(a.follow.follow && a.follow.verbose && json);
+
+        for bad in [
+            &["start", "--agent", "a"][..],
+            &["start", "--prompt", "p"],
+            &["start", "--agent", "a", "--prompt", "p", "--verbose"],
+        ] {
+            let e = parse(bad).err().map(|e| e.exit_code());
+            assert_eq!(e, Some(2), "{bad:?} should be a usage error");
+        }
+    }
+
+    #[test]
+    fn send_arguments() {
+        for args in [
+            &["sessions", "send", "sesn_1", "hello"][..],
+            &["sessions", "send", "sesn_1", "--message", "hello"],
+        ] {
+            let SessionCmd::Send {
+                id,
+                text,
+                message,
+                follow,
+                ..
+            } = session_cmd(args)
+            else {
+                panic!("send should parse");
+            };
+            assert_eq!(id, "sesn_1");
+            assert_eq!(message.or(text).as_deref(), Some("hello"));
+            assert!(!follow.follow);
+        }
+        let SessionCmd::Send {
+            follow, interrupt, ..
+        } = session_cmd(&["sessions", "send", "s", "--message", "m", "-f", "--verbose"])
+        else {
+            panic!("send should parse");
+        };
+        assert!(follow.follow && follow.verbose && !interrupt);
+        assert!(parse(&["sessions", "send", "s", "a", "--message", "b"]).is_err());
+        assert!(parse(&["sessions", "send", "s", "--message", "b", "--interrupt"]).is_err());
+        assert!(matches!(
+            session_cmd(&["sessions", "interrupt", "sesn_1"]),
+            SessionCmd::Interrupt { id } if id == "sesn_1"
+        ));
+    }
+
+    #[test]
+    fn confirm_arguments() {
+        let SessionCmd::Confirm {
+            id,
+            tool_use_id,
+            allow,
+            deny,
+            message,
+            follow,
+        } = session_cmd(&[
+            "sessions", "confirm", "sesn_1", "evt_2", "--allow", "--follow",
+        ])
+        else {
+            panic!("confirm should parse");
+        };
+        assert_eq!((id.as_str(), tool_use_id.as_str()), ("sesn_1", "evt_2"));
+        assert!(allow && !deny && message.is_none() && follow.follow);
+        assert_eq!(
+            confirmation(&tool_use_id, allow, deny, message).ok(),
+            Some(
+                json!({"type": "user.tool_confirmation", "tool_use_id": "evt_2", "result": "allow"})
+            )
+        );
+
+        let SessionCmd::Confirm {
+            tool_use_id,
+            allow,
+            deny,
+            message,
+            ..
+        } = session_cmd(&[
+            "sessions",
+            "confirm",
+            "s",
+            "evt_2",
+            "--deny",
+            "--message",
+            "no",
+        ])
+        else {
+            panic!("confirm should parse");
+        };
+        assert_eq!(
+            confirmation(&tool_use_id, allow, deny, message).ok(),
+            Some(
+                json!({"type": "user.tool_confirmation", "tool_use_id": "evt_2",
+                "result": "deny", "deny_message": "no"})
+            )
+        );
+
+        for bad in [
+            &["sessions", "confirm", "s", "e"][..],
+            &["sessions", "confirm", "s", "e", "--allow", "--deny"],
+            &["sessions", "confirm", "s", "e", "--allow", "--message", "m"],
+            &["sessions", "confirm", "s", "--allow"],
+        ] {
+            let e = parse(bad).err().map(|e| e.exit_code());
+            assert_eq!(e, Some(2), "{bad:?} should be a usage error");
+        }
+        assert!(confirmation("e", true, false, Some("m".into())).is_err());
+        assert!(confirmation("e", false, false, None).is_err());
+    }
+
+    #[test]
+    fn tool_result_and_events_arguments() {
+        let SessionCmd::ToolResult {
+            id,
+            custom_tool_use_id,
+            content,
+            error,
+            follow,
+        } = session_cmd(&[
+            "sessions",
+            "tool-result",
+            "sesn_1",
+            "evt_3",
+            "--content",
+            "42",
+            "--error",
+            "-f",
+        ])
+        else {
+            panic!("tool-result should parse");
+        };
+        assert_eq!(
+            (id.as_str(), custom_tool_use_id.as_str(), content.as_str()),
+            ("sesn_1", "evt_3", "42")
+        );
+        assert!(error && follow.follow);
+        assert!(parse(&["sessions", "tool-result", "s", "e"]).is_err());
+
+        let SessionCmd::Events {
+            follow, verbose, ..
+        } = session_cmd(&["sessions", "events", "s", "--follow", "--verbose"])
+        else {
+            panic!("events should parse");
+        };
+        assert!(follow && verbose);
+        assert!(parse(&["sessions", "events", "s", "--verbose"]).is_err());
+    }
+
+    #[test]
+    fn names_resolve_to_one_id() {
+        let list = vec![
+            json!({"id": "agent_1", "name": "helper"}),
+            json!({"id": "agent_2", "name": "twin"}),
+            json!({"id": "agent_3", "name": "twin"}),
+        ];
+        assert_eq!(
+            pick_named(&list, "helper", "agent").ok(),
+            Some(Some("agent_1".to_string()))
+        );
+        assert_eq!(pick_named(&list, "nobody", "agent").ok(), Some(None));
+        let e = pick_named(&list, "twin", "agent").err();
+        assert_eq!(e.as_ref().map(CliError::exit_code), Some(2));
+        let msg = e.map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains("agent_2") && msg.contains("agent_3"), "{msg}");
+    }
+
+    #[test]
+    fn sent_event_ids_come_from_the_echo() {
+        let out = json!({"data": [{"id": "evt_1", "type": "user.message"}, {"id": "evt_2"}]});
+        assert_eq!(sent_ids(&out), vec!["evt_1", "evt_2"]);
+        assert!(sent_ids(&json!({})).is_empty());
     }
 }

@@ -75,10 +75,14 @@ fn cli_drives_the_api_and_serve_shuts_down_gracefully() {
     let table = s.cli(&["sessions", "list"]);
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(text.starts_with("ID"), "{text}");
-    assert!(text.contains(&sid) && text.contains("idle"), "{text}");
+    // (No model provider is configured: the agent's turns end in a session.error.)
+    assert!(
+        text.contains(&sid) && (text.contains("idle") || text.contains("running")),
+        "{text}"
+    );
     let events = s.cli(&["sessions", "events", &sid]);
     let text = String::from_utf8_lossy(&events.stdout);
-    let lines: Vec<&str> = text.lines().collect();
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains("user.")).collect();
     assert_eq!(lines.len(), 2, "{text}");
     assert!(
         lines[0].contains("user.message") && lines[0].contains("hello"),

@@ -289,6 +289,84 @@ pub struct Quotas {
     pub max_list_cost: Option<Money>,
 }
 
+/// Paddock's shorthands for an `agent_toolset_20260401` config (Paddock's field).
+///
+/// | profile | built-in tools |
+/// |---|---|
+/// | `messaging` | none |
+/// | `standard` | `read`, `write`, `edit`, `glob`, `grep` (always allowed) and `bash` under `auto` (git and read-only commands run, risky ones ask, destructive ones are denied) |
+/// | `full` | every built-in tool Paddock runs (`web_search` has no backend and stays disabled), always allowed; `web_fetch` only where the runner's network allows it |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolProfile {
+    Messaging,
+    Standard,
+    Full,
+}
+
+impl ToolProfile {
+    /// The toolset entry the profile stands for (`None` for `messaging`).
+    pub fn toolset(self) -> Option<Tool> {
+        let cfg = |name: BuiltinTool, enabled: bool, policy: PermissionPolicy| BuiltinToolConfig {
+            name,
+            kind: None,
+            enabled: Some(enabled),
+            permission_policy: Some(policy),
+            allowed_domains: None,
+            blocked_domains: None,
+            max_content_tokens: None,
+            url_sources: None,
+            user_location: None,
+        };
+        use BuiltinTool::*;
+        use PermissionPolicy::*;
+        match self {
+            ToolProfile::Messaging => None,
+            ToolProfile::Standard => Some(Tool::AgentToolset {
+                default_config: Some(ToolDefaults {
+                    enabled: Some(false),
+                    permission_policy: Some(AlwaysAllow),
+                }),
+                configs: Some(vec![
+                    cfg(Read, true, AlwaysAllow),
+                    cfg(Write, true, AlwaysAllow),
+                    cfg(Edit, true, AlwaysAllow),
+                    cfg(Glob, true, AlwaysAllow),
+                    cfg(Grep, true, AlwaysAllow),
+                    cfg(Bash, true, Auto),
+                ]),
+            }),
+            ToolProfile::Full => Some(Tool::AgentToolset {
+                default_config: Some(ToolDefaults {
+                    enabled: Some(true),
+                    permission_policy: Some(AlwaysAllow),
+                }),
+                configs: Some(vec![cfg(WebSearch, false, AlwaysAllow)]),
+            }),
+        }
+    }
+}
+
+/// Expands `tool_profile` into `tools` (an error when both name a built-in toolset).
+fn apply_tool_profile(
+    profile: Option<ToolProfile>,
+    mut tools: Vec<Tool>,
+) -> Result<Vec<Tool>, CoreError> {
+    let Some(p) = profile else {
+        return Ok(tools);
+    };
+    if tools.iter().any(|t| matches!(t, Tool::AgentToolset { .. })) {
+        return Err(CoreError::invalid(
+            "tool_profile",
+            "give either tool_profile or an agent_toolset_20260401 entry in tools, not both",
+        ));
+    }
+    if let Some(t) = p.toolset() {
+        tools.insert(0, t);
+    }
+    Ok(tools)
+}
+
 fn valid_tool_name(name: &str) -> bool {
     (1..=128).contains(&name.len())
         && name
@@ -578,6 +656,9 @@ pub struct Agent {
     pub execution_identity: ExecutionIdentity,
     pub multiagent: Option<Value>,
     pub harness: Harness,
+    /// The shorthand `tools` was expanded from, if any.
+    #[serde(default)]
+    pub tool_profile: Option<ToolProfile>,
     pub quotas: Quotas,
     pub execution_profile: Option<String>,
     #[serde(with = "serde_ts")]
@@ -612,6 +693,8 @@ pub struct AgentCreate {
     #[serde(default)]
     pub harness: Option<Harness>,
     #[serde(default)]
+    pub tool_profile: Option<ToolProfile>,
+    #[serde(default)]
     pub quotas: Option<Quotas>,
     #[serde(default)]
     pub execution_profile: Option<String>,
@@ -623,7 +706,8 @@ impl AgentCreate {
         let model = self.model.resolve("model")?;
         let mcp_servers = self.mcp_servers.unwrap_or_default();
         validate_mcp_servers(&mcp_servers)?;
-        let tools = resolve_tools(self.tools.unwrap_or_default(), &mcp_servers)?;
+        let tools = apply_tool_profile(self.tool_profile, self.tools.unwrap_or_default())?;
+        let tools = resolve_tools(tools, &mcp_servers)?;
         let skills = resolve_skills(self.skills.unwrap_or_default())?;
         let metadata = self.metadata.unwrap_or_default();
         validate_metadata("metadata", &metadata)?;
@@ -652,6 +736,7 @@ impl AgentCreate {
             execution_identity,
             multiagent: self.multiagent,
             harness: self.harness.unwrap_or_default(),
+            tool_profile: self.tool_profile,
             quotas,
             execution_profile: self.execution_profile,
             created_at: now,
@@ -689,6 +774,8 @@ pub struct AgentUpdate {
     #[serde(default)]
     pub harness: Patch<Harness>,
     #[serde(default)]
+    pub tool_profile: Patch<ToolProfile>,
+    #[serde(default)]
     pub quotas: Patch<Quotas>,
     #[serde(default)]
     pub execution_profile: Patch<String>,
@@ -724,7 +811,9 @@ impl Agent {
         }
         next.description = text_patch(u.description, &self.description);
         next.system = text_patch(u.system, &self.system);
-        let tools_changed = !u.tools.is_missing() || !u.mcp_servers.is_missing();
+        let tools_given = !u.tools.is_missing();
+        let tools_changed =
+            tools_given || !u.mcp_servers.is_missing() || matches!(u.tool_profile, Patch::Value(_));
         match u.mcp_servers {
             Patch::Missing => {}
             Patch::Null => next.mcp_servers = vec![],
@@ -733,11 +822,27 @@ impl Agent {
                 next.mcp_servers = s;
             }
         }
-        let tools = match u.tools {
+        let mut tools = match u.tools {
             Patch::Missing => self.tools.clone(),
             Patch::Null => vec![],
             Patch::Value(t) => t,
         };
+        match u.tool_profile {
+            Patch::Missing => {
+                if tools_given && tools.iter().any(|t| matches!(t, Tool::AgentToolset { .. })) {
+                    // The explicit toolset replaces whatever the profile expanded to.
+                    next.tool_profile = None;
+                }
+            }
+            Patch::Null => next.tool_profile = None,
+            Patch::Value(p) => {
+                if !tools_given {
+                    tools.retain(|t| !matches!(t, Tool::AgentToolset { .. }));
+                }
+                tools = apply_tool_profile(Some(p), tools)?;
+                next.tool_profile = Some(p);
+            }
+        }
         if tools_changed {
             next.tools = resolve_tools(tools, &next.mcp_servers)?;
         }
@@ -906,6 +1011,55 @@ mod tests {
         assert_eq!(c[0].enabled, Some(false));
         assert_eq!(c[1].enabled, Some(true));
         assert_eq!(c[1].permission_policy, Some(PermissionPolicy::AlwaysAsk));
+    }
+
+    fn enabled(a: &Agent) -> Vec<(BuiltinTool, PermissionPolicy)> {
+        a.tools
+            .iter()
+            .filter_map(|t| match t {
+                Tool::AgentToolset {
+                    configs: Some(c), ..
+                } => Some(c),
+                _ => None,
+            })
+            .flatten()
+            .filter(|c| c.enabled == Some(true))
+            .filter_map(|c| c.permission_policy.map(|p| (c.name, p)))
+            .collect()
+    }
+
+    #[test]
+    fn tool_profiles_expand_into_toolsets() {
+        let a = create(r#"{"name":"a","model":"m","tool_profile":"messaging"}"#).expect("valid");
+        assert!(enabled(&a).is_empty());
+        assert_eq!(a.tool_profile, Some(ToolProfile::Messaging));
+        let a = create(r#"{"name":"a","model":"m","tool_profile":"standard"}"#).expect("valid");
+        let e = enabled(&a);
+        assert_eq!(e.len(), 6, "{e:?}");
+        assert!(e.contains(&(BuiltinTool::Bash, PermissionPolicy::Auto)));
+        assert!(e.contains(&(BuiltinTool::Edit, PermissionPolicy::AlwaysAllow)));
+        assert!(!e.iter().any(|(t, _)| *t == BuiltinTool::WebFetch));
+        let a = create(r#"{"name":"a","model":"m","tool_profile":"full"}"#).expect("valid");
+        let e = enabled(&a);
+        assert_eq!(e.len(), 7, "everything but web_search: {e:?}");
+        let err = create(
+            r#"{"name":"a","model":"m","tool_profile":"full","tools":[{"type":"agent_toolset_20260401"}]}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().starts_with("tool_profile"), "{err}");
+        let err = create(r#"{"name":"a","model":"m","tool_profile":"most"}"#).unwrap_err();
+        assert!(err.to_string().contains("tool_profile"), "{err}");
+        // An update to another profile replaces the toolset; custom tools stay.
+        let a = create(
+            r#"{"name":"a","model":"m","tool_profile":"full","tools":[{"type":"custom","name":"c","description":"d","input_schema":{"type":"object"}}]}"#,
+        )
+        .expect("valid");
+        let u: AgentUpdate = parse_json(br#"{"tool_profile":"standard"}"#).expect("update parses");
+        let b = a.apply_update(u, now()).expect("valid").expect("changed");
+        assert_eq!(enabled(&b).len(), 6);
+        assert_eq!(b.tool_profile, Some(ToolProfile::Standard));
+        assert!(b.tools.iter().any(|t| matches!(t, Tool::Custom { .. })));
+        assert_eq!(b.tools.len(), 2);
     }
 
     #[test]

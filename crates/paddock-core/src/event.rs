@@ -202,6 +202,9 @@ pub struct Event {
 /// An event about to be appended (its id and seq are assigned by the store).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
+    /// An id chosen in advance (an `event_start` preview announced it); else the store
+    /// assigns one.
+    pub id: Option<String>,
     pub kind: String,
     pub payload: Map<String, Value>,
 }
@@ -213,8 +216,17 @@ impl NewEvent {
             _ => Map::new(),
         };
         NewEvent {
+            id: None,
             kind: kind.into(),
             payload,
+        }
+    }
+
+    /// The same, with an id chosen in advance.
+    pub fn with_id(id: String, kind: impl Into<String>, payload: Value) -> Self {
+        NewEvent {
+            id: Some(id),
+            ..NewEvent::new(kind, payload)
         }
     }
 }

@@ -100,6 +100,9 @@ impl Default for Usage {
 pub struct SessionStats {
     pub active_seconds: f64,
     pub duration_seconds: f64,
+    /// Turns the agent has started (Paddock's field; the `max_turns` quota counts them).
+    #[serde(default)]
+    pub turns: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -53,6 +53,58 @@ pub struct Config {
     pub audit: AuditSettings,
     /// Encryption of vault secrets (`[vault]`).
     pub vault: VaultSettings,
+    /// The built-in agent: model providers, prices, turn limits (`[agent]`).
+    pub agent: AgentSettings,
+}
+
+/// Where a provider's API key lives in a vault (`[agent.provider_keys.NAME]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultKeyRef {
+    pub vault_id: String,
+    pub credential_id: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentSettings {
+    /// Run the built-in agent on sessions' messages. Off: Paddock stores and relays
+    /// events only (something else drives the sessions through the API).
+    pub enabled: bool,
+    /// Model providers (`[[agent.providers]]`: name, kind = "openai" | "anthropic",
+    /// base_url, api_key_env, timeouts, retries). A model is addressed as
+    /// `provider/model`.
+    pub providers: Vec<paddock_agent::provider::ProviderConfig>,
+    /// API keys kept in a vault instead of an environment variable, by provider name.
+    pub provider_keys: BTreeMap<String, VaultKeyRef>,
+    /// The provider of a model id without `provider/` (default: the only configured
+    /// provider, if there is exactly one).
+    pub default_provider: Option<String>,
+    /// Prices overriding the built-in table, USD per million tokens, by model
+    /// (`[agent.prices."openai/gpt-4o"] input = 2.5, output = 10`).
+    pub prices: BTreeMap<String, paddock_agent::pricing::PriceOverride>,
+    /// `max_tokens` of each model call.
+    pub max_output_tokens: u32,
+    /// Model calls one turn may make before it is ended.
+    pub max_model_calls_per_turn: u32,
+    /// Largest tool output given back to the model, in bytes (longer output is cut in
+    /// the middle with a marker).
+    pub max_tool_output_bytes: usize,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        AgentSettings {
+            enabled: true,
+            providers: Vec::new(),
+            provider_keys: BTreeMap::new(),
+            default_provider: None,
+            prices: BTreeMap::new(),
+            max_output_tokens: 8192,
+            max_model_calls_per_turn: 50,
+            max_tool_output_bytes: 30_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -197,6 +249,7 @@ impl Default for Config {
             rate_limit: RateLimitSettings::default(),
             audit: AuditSettings::default(),
             vault: VaultSettings::default(),
+            agent: AgentSettings::default(),
         }
     }
 }
@@ -355,6 +408,46 @@ impl Config {
                 "must be at least 1 (leave it out for no limit)",
             ));
         }
+        let a = &self.agent;
+        let mut names = std::collections::BTreeSet::new();
+        for (i, p) in a.providers.iter().enumerate() {
+            p.validate()
+                .map_err(|e| bad(&format!("agent.providers[{i}]"), e))?;
+            if !names.insert(p.name.as_str()) {
+                return Err(bad(
+                    &format!("agent.providers[{i}].name"),
+                    format!("{:?} is configured twice", p.name),
+                ));
+            }
+        }
+        for name in a.provider_keys.keys() {
+            if !names.contains(name.as_str()) {
+                return Err(bad(
+                    &format!("agent.provider_keys.{name}"),
+                    "no provider of that name is configured",
+                ));
+            }
+        }
+        if let Some(d) = &a.default_provider {
+            if !names.contains(d.as_str()) {
+                return Err(bad(
+                    "agent.default_provider",
+                    format!("no provider named {d:?} is configured"),
+                ));
+            }
+        }
+        if a.max_output_tokens == 0 || a.max_model_calls_per_turn == 0 {
+            return Err(bad(
+                "agent",
+                "max_output_tokens and max_model_calls_per_turn must be at least 1",
+            ));
+        }
+        if a.max_tool_output_bytes < 1024 {
+            return Err(bad("agent.max_tool_output_bytes", "must be at least 1024"));
+        }
+        paddock_agent::pricing::PriceTable::builtin()
+            .with_overrides(&a.prices)
+            .map_err(|e| bad("agent.prices", e))?;
         self.execution_profiles()
             .validate()
             .map_err(|e| ServerError::Config(e.to_string()))?;

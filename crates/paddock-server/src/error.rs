@@ -26,6 +26,9 @@ pub enum ServerError {
     Unavailable { message: String, code: &'static str },
     #[error("{0}")]
     Forbidden(String),
+    /// A budget or quota is spent: 429, and retrying as is will not help.
+    #[error("{message}")]
+    QuotaExceeded { message: String, code: &'static str },
     #[error(transparent)]
     Backend(#[from] paddock_backend::BackendError),
     #[error("I/O: {0}")]
@@ -79,6 +82,12 @@ impl ServerError {
                 "api_error",
                 "internal error; see the server log for this request id".to_string(),
                 None,
+            ),
+            ServerError::QuotaExceeded { message, code } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                message.clone(),
+                Some(code.to_string()),
             ),
             ServerError::Forbidden(m) => {
                 (StatusCode::FORBIDDEN, "permission_error", m.clone(), None)
@@ -183,10 +192,11 @@ impl ServerError {
 
 impl IntoResponse for ServerError {
     fn into_response(self) -> Response {
+        // Nothing we answer with a 4xx other than 429 gets better by being replayed as is.
+        let quota = matches!(self, ServerError::QuotaExceeded { .. });
         let (status, body) = self.envelope();
         let mut resp = (status, axum::Json(body)).into_response();
-        // Nothing we answer with a 4xx other than 429 gets better by being replayed as is.
-        if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
+        if quota || (status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS) {
             resp.headers_mut()
                 .insert("x-should-retry", HeaderValue::from_static("false"));
         }

@@ -1,6 +1,7 @@
 //! Paddock's orchestrator: the v1 REST + SSE API (wire-compatible with the Managed
 //! Agents API for the primitives it shares) over a [`Store`].
 
+mod agent_loop;
 pub mod config;
 mod error;
 mod extract;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub metrics: Arc<paddock_metrics::PaddockMetrics>,
     /// Seals and opens vault secrets.
     keyring: Arc<paddock_vault::Keyring>,
+    /// The built-in agent loop.
+    agent: Arc<agent_loop::AgentRuntime>,
 }
 
 /// Builds the router and, alongside, the list of `(method, path)` it serves.
@@ -288,6 +291,7 @@ impl Server {
         let listener = TcpListener::bind(&config.listen).await?;
         let server = Server::with_store(config, Arc::new(store), listener)?;
         server.rotate_vault_keys().await?;
+        server.provider_keys_from_vaults().await?;
         server.state.manager.adopt().await?;
         Ok(server)
     }
@@ -312,7 +316,7 @@ impl Server {
         )));
         // Every store call is timed (paddock_store_operation_duration_seconds).
         let store: Arc<dyn Store> = Arc::new(timed_store::TimedStore::new(store, metrics.clone()));
-        let manager = manager::Manager::new(manager::ManagerDeps {
+        let manager = Arc::new(manager::Manager::new(manager::ManagerDeps {
             store: store.clone(),
             hub: hub.clone(),
             backends: backends(&config)?,
@@ -321,7 +325,21 @@ impl Server {
             snapshot_dir: config.data_dir.join("snapshots"),
             keyring: keyring.clone(),
             metrics: metrics.clone(),
-        });
+        }));
+        let providers = paddock_agent::provider::Providers::from_configs(
+            &config.agent.providers,
+            &paddock_agent::provider::EnvKeys,
+        )
+        .map_err(|e| ServerError::Config(format!("agent.providers: {e}")))?;
+        let agent = Arc::new(agent_loop::AgentRuntime::new(agent_loop::RuntimeDeps {
+            store: store.clone(),
+            hub: hub.clone(),
+            manager: manager.clone(),
+            providers,
+            settings: config.agent.clone(),
+            metrics: metrics.clone(),
+            shutdown: shutdown.clone(),
+        })?);
         let r = routes();
         let routes_actions = r
             .table
@@ -341,7 +359,8 @@ impl Server {
             config: Arc::new(config),
             store,
             hub,
-            manager: Arc::new(manager),
+            manager,
+            agent,
             shutdown,
             routes: Arc::new(route_table()),
         };
@@ -381,6 +400,53 @@ impl Server {
             );
         }
         Ok(n)
+    }
+
+    /// Builds the providers again with the API keys `[agent.provider_keys]` names in
+    /// vaults (keys from environment variables are used for the others).
+    pub async fn provider_keys_from_vaults(&self) -> Result<(), ServerError> {
+        let cfg = &self.state.config.agent;
+        if cfg.provider_keys.is_empty() {
+            return Ok(());
+        }
+        let mut keys = std::collections::HashMap::new();
+        for (name, r) in &cfg.provider_keys {
+            let (_, sealed) = self
+                .state
+                .store
+                .get_credential(&r.vault_id, &r.credential_id)
+                .await
+                .map_err(|e| ServerError::Config(format!("agent.provider_keys.{name}: {e}")))?;
+            let secrets =
+                routes::vaults::open_with(&self.state.keyring, &r.credential_id, &sealed)?;
+            let key = ["token", "secret_value", "access_token"]
+                .iter()
+                .find_map(|k| secrets.get(*k).and_then(|v| v.as_str()))
+                .ok_or_else(|| {
+                    ServerError::Config(format!(
+                        "agent.provider_keys.{name}: credential {} holds no token",
+                        r.credential_id
+                    ))
+                })?;
+            keys.insert(name.clone(), paddock_agent::provider::ApiKey::new(key));
+        }
+        struct Keys(std::collections::HashMap<String, paddock_agent::provider::ApiKey>);
+        impl paddock_agent::provider::KeySource for Keys {
+            fn key_for(
+                &self,
+                p: &paddock_agent::provider::ProviderConfig,
+            ) -> Option<paddock_agent::provider::ApiKey> {
+                self.0
+                    .get(&p.name)
+                    .cloned()
+                    .or_else(|| paddock_agent::provider::EnvKeys.key_for(p))
+            }
+        }
+        let providers =
+            paddock_agent::provider::Providers::from_configs(&cfg.providers, &Keys(keys))
+                .map_err(|e| ServerError::Config(format!("agent.providers: {e}")))?;
+        self.state.agent.set_providers(providers);
+        Ok(())
     }
 
     /// Re-attaches surviving runners and sweeps orphaned sandboxes.
@@ -426,6 +492,13 @@ impl Server {
         self.state
             .manager
             .spawn_supervisor(self.state.shutdown.clone());
+        // Open turns and unanswered input of the last run go on.
+        let agent = self.state.agent.clone();
+        tokio::spawn(async move {
+            if let Err(e) = agent.resume_all().await {
+                tracing::warn!(error = %e, "cannot resume the sessions of the last run");
+            }
+        });
         // Audit retention: prune at start and hourly.
         let (store, days, mut stop) = (
             self.state.store.clone(),

@@ -185,6 +185,11 @@ pub struct Append {
     pub idempotency: Option<Idempotency>,
     /// A status the session moves to in the same transaction.
     pub status: Option<SessionStatus>,
+    /// The session's new usage, written in the same transaction (the agent loop's
+    /// metering: one writer per session).
+    pub usage: Option<paddock_core::session::Usage>,
+    /// The session's new `stats.turns`, in the same transaction.
+    pub turns: Option<u32>,
 }
 
 #[derive(Debug, Clone)]

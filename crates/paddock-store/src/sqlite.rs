@@ -282,7 +282,7 @@ fn insert_events(
     for (i, e) in events.into_iter().enumerate() {
         let ev = Event {
             seq: last + 1 + i as i64,
-            id: id::new(id::EVENT),
+            id: e.id.unwrap_or_else(|| id::new(id::EVENT)),
             session_id: session_id.to_string(),
             kind: e.kind,
             processed_at: now,
@@ -871,12 +871,24 @@ impl Store for SqliteStore {
             }
             let now = ts::now();
             let events = insert_events(tx, &sid, append.events, now)?;
+            let mut changed = false;
             if let Some(status) = append.status {
                 if status != session.status {
                     session.status = status;
-                    session.updated_at = now;
-                    write_session(tx, &session)?;
+                    changed = true;
                 }
+            }
+            if let Some(usage) = append.usage {
+                session.usage = usage;
+                changed = true;
+            }
+            if let Some(turns) = append.turns {
+                session.stats.turns = turns;
+                changed = true;
+            }
+            if changed {
+                session.updated_at = now;
+                write_session(tx, &session)?;
             }
             if let Some(idem) = &append.idempotency {
                 let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();

@@ -23,6 +23,15 @@ impl Serve {
 
     /// Starts `paddock serve` on a free port, with an optional `paddock.toml`.
     pub fn start_with(data_dir: &std::path::Path, config: Option<&std::path::Path>) -> Serve {
+        Self::start_env(data_dir, config, &[])
+    }
+
+    /// The same, with extra environment variables for the server.
+    pub fn start_env(
+        data_dir: &std::path::Path,
+        config: Option<&std::path::Path>,
+        env: &[(&str, &str)],
+    ) -> Serve {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
@@ -39,6 +48,9 @@ impl Serve {
             .stderr(Stdio::from(log_file));
         if let Some(c) = config {
             cmd.arg("--config").arg(c);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
         }
         let child = cmd.spawn().expect("paddock serve starts");
         let url = format!("http://127.0.0.1:{port}");

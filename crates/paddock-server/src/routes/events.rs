@@ -64,13 +64,34 @@ pub async fn send(
             append.references.push((format!("events[{i}].{field}"), r));
         }
         append.events.push(NewEvent {
+            id: None,
             kind: ev.kind().to_string(),
             payload: ev.payload(),
         });
     }
+    let new_turn = append.events.iter().any(|e| e.kind == "user.message");
+    let interrupt = append.events.iter().any(|e| e.kind == "user.interrupt");
+    if new_turn {
+        // A session whose budget or quota is spent takes no new turn (429).
+        let session = s.store.get_session(&sid).await?;
+        if let Err(e) = crate::agent_loop::check_new_turn(&session) {
+            s.metrics.quota_rejected(match &e {
+                ServerError::QuotaExceeded { code, .. } => code,
+                _ => "quota",
+            });
+            return Err(e);
+        }
+    }
     let out = s.store.append_events(&sid, append).await?;
     if let Some(last) = out.events.last() {
         s.hub.published(&sid, last.seq);
+    }
+    if !out.replayed {
+        if interrupt {
+            s.agent.interrupt(&sid);
+        } else {
+            s.agent.kick(&sid);
+        }
     }
     let data: Vec<_> = out.events.iter().map(Event::to_json).collect();
     let mut resp = axum::Json(json!({ "data": data })).into_response();
@@ -139,6 +160,27 @@ struct StreamState {
     shutdown: watch::Receiver<bool>,
     buffer: VecDeque<Event>,
     done: bool,
+    /// Previews (`event_deltas[]`), when asked for, and the event types wanted.
+    previews: Option<(
+        tokio::sync::broadcast::Receiver<std::sync::Arc<serde_json::Value>>,
+        Vec<String>,
+    )>,
+    /// Ids of the last events sent: a preview of one of them came too late.
+    recent: VecDeque<String>,
+}
+
+/// The SSE frame of a preview, if the stream wants it and its event is not out yet.
+fn preview_frame(st: &StreamState, wanted: &[String], p: &serde_json::Value) -> Option<SseEvent> {
+    let kind = p["type"].as_str()?;
+    let (target, target_type) = match kind {
+        "event_start" => (p["event"]["id"].as_str()?, p["event"]["type"].as_str()?),
+        "event_delta" => (p["event_id"].as_str()?, "agent.message"),
+        _ => return None,
+    };
+    if !wanted.iter().any(|w| w == target_type) || st.recent.iter().any(|r| r == target) {
+        return None;
+    }
+    Some(SseEvent::default().event(kind).data(p.to_string()))
 }
 
 fn frame(e: &Event) -> SseEvent {
@@ -156,6 +198,12 @@ fn event_stream(st: StreamState) -> impl Stream<Item = Result<SseEvent, Infallib
             }
             if let Some(e) = st.buffer.pop_front() {
                 st.cursor = e.seq;
+                if st.previews.is_some() {
+                    if st.recent.len() >= 64 {
+                        st.recent.pop_front();
+                    }
+                    st.recent.push_back(e.id.clone());
+                }
                 let f = frame(&e);
                 return Some((Ok(f), st));
             }
@@ -194,11 +242,26 @@ fn event_stream(st: StreamState) -> impl Stream<Item = Result<SseEvent, Infallib
                     .data(body.to_string());
                 return Some((Ok(f), st));
             }
+            let preview = async {
+                match st.previews.as_mut() {
+                    Some((rx, _)) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 changed = st.rx.changed() => {
                     if changed.is_err() {
                         return None;
                     }
+                }
+                p = preview => {
+                    if let Ok(p) = p {
+                        let wanted = st.previews.as_ref().map(|(_, w)| w.clone()).unwrap_or_default();
+                        if let Some(f) = preview_frame(&st, &wanted, &p) {
+                            return Some((Ok(f), st));
+                        }
+                    }
+                    // Lagged (a slow stream misses previews, never events) or not wanted.
                 }
                 _ = st.shutdown.changed() => return None,
             }
@@ -213,7 +276,8 @@ pub async fn stream(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
     let mut q = Query::parse(q.as_deref())?;
-    for d in q.list("event_deltas") {
+    let deltas = q.list("event_deltas");
+    for d in &deltas {
         if d != "agent.message" && d != "agent.thinking" {
             return Err(ServerError::invalid(
                 "event_deltas[]",
@@ -225,6 +289,7 @@ pub async fn stream(
     q.finish()?;
     // Subscribe before reading where to start, so nothing committed in between is missed.
     let rx = s.hub.subscribe(&sid);
+    let previews = (!deltas.is_empty()).then(|| (s.hub.subscribe_previews(&sid), deltas));
     s.store.get_session(&sid).await?;
     let cursor = start_seq(&s, &sid, &headers, after).await?;
     let keepalive = Duration::from_secs(s.config.sse_keepalive_secs);
@@ -236,6 +301,8 @@ pub async fn stream(
         rx,
         buffer: VecDeque::new(),
         done: false,
+        previews,
+        recent: VecDeque::new(),
     };
     let mut resp = Sse::new(event_stream(st))
         .keep_alive(KeepAlive::new().interval(keepalive).text("keep-alive"))

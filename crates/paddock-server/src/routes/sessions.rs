@@ -95,6 +95,7 @@ pub async fn create(
                     ));
                 }
                 initial.push(NewEvent {
+                    id: None,
                     kind: ev.kind().to_string(),
                     payload: ev.payload(),
                 });
@@ -129,6 +130,7 @@ pub async fn create(
     let (session, events) = s.store.create_session(session, initial).await?;
     if let Some(last) = events.last() {
         s.hub.published(&session.id, last.seq);
+        s.agent.kick(&session.id);
     }
     Ok(respond(session))
 }

@@ -30,6 +30,11 @@ pub fn config(dir: &Path) -> Config {
             per_second: 0.0,
             burst: 0,
         },
+        // These tests are about the event log itself: no agent answers.
+        agent: paddock_server::config::AgentSettings {
+            enabled: false,
+            ..Default::default()
+        },
         ..Config::default()
     }
 }
