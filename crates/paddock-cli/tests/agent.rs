@@ -839,3 +839,51 @@ fn an_orchestrator_restart_during_a_turn_ends_the_tool_call_and_goes_on() {
         );
     }
 }
+
+#[test]
+fn the_cli_starts_follows_and_answers_a_turn() {
+    if !bwrap() {
+        return;
+    }
+    let rig = Rig::new(
+        "anthropic",
+        vec![
+            Reply::default()
+                .tool_call("bash", json!({"command": "echo from-the-sandbox"}), 1)
+                .into(),
+            Reply::text(["All ", "done."]).into(),
+        ],
+    );
+    rig.ok(
+        "POST",
+        "/v1/agents",
+        Some(json!({"name": "asker", "model": "scripted/test-model",
+            "tools": [{"type": "agent_toolset_20260401", "default_config": {"permission_policy": {"type": "always_ask"}}}]})),
+    );
+    let out = rig
+        .serve()
+        .cli(&["start", "--agent", "asker", "--prompt", "run it", "--follow"]);
+    let (stdout, stderr) = common::text(&out);
+    // The turn pauses on the bash call: exit 4, and how to answer.
+    assert_eq!(out.status.code(), Some(4), "{stdout}\n{stderr}");
+    assert!(stdout.contains("you: run it"), "{stdout}");
+    assert!(stdout.contains("bash") && stdout.contains("echo from-the-sandbox"), "{stdout}");
+    assert!(stderr.contains("sessions confirm"), "{stderr}");
+    let sid = stderr
+        .split_whitespace()
+        .find(|w| w.starts_with("sesn_"))
+        .expect("the session id is named")
+        .trim_end_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_string();
+    let tool_use = of_type(&rig.events(&sid), "agent.tool_use")[0]["id"]
+        .as_str()
+        .expect("tool use id")
+        .to_string();
+    let out = rig
+        .serve()
+        .cli(&["sessions", "confirm", &sid, &tool_use, "--allow", "--follow"]);
+    let (stdout, stderr) = common::text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("from-the-sandbox"), "the tool result is shown: {stdout}");
+    assert!(stdout.contains("All done."), "{stdout}");
+}
