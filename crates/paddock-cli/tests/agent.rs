@@ -860,14 +860,17 @@ fn the_cli_starts_follows_and_answers_a_turn() {
         Some(json!({"name": "asker", "model": "scripted/test-model",
             "tools": [{"type": "agent_toolset_20260401", "default_config": {"permission_policy": {"type": "always_ask"}}}]})),
     );
-    let out = rig
-        .serve()
-        .cli(&["start", "--agent", "asker", "--prompt", "run it", "--follow"]);
+    let out = rig.serve().cli(&[
+        "start", "--agent", "asker", "--prompt", "run it", "--follow",
+    ]);
     let (stdout, stderr) = common::text(&out);
     // The turn pauses on the bash call: exit 4, and how to answer.
     assert_eq!(out.status.code(), Some(4), "{stdout}\n{stderr}");
     assert!(stdout.contains("you: run it"), "{stdout}");
-    assert!(stdout.contains("bash") && stdout.contains("echo from-the-sandbox"), "{stdout}");
+    assert!(
+        stdout.contains("bash") && stdout.contains("echo from-the-sandbox"),
+        "{stdout}"
+    );
     assert!(stderr.contains("sessions confirm"), "{stderr}");
     let sid = stderr
         .split_whitespace()
@@ -879,11 +882,61 @@ fn the_cli_starts_follows_and_answers_a_turn() {
         .as_str()
         .expect("tool use id")
         .to_string();
-    let out = rig
-        .serve()
-        .cli(&["sessions", "confirm", &sid, &tool_use, "--allow", "--follow"]);
+    let out = rig.serve().cli(&[
+        "sessions", "confirm", &sid, &tool_use, "--allow", "--follow",
+    ]);
     let (stdout, stderr) = common::text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
-    assert!(stdout.contains("from-the-sandbox"), "the tool result is shown: {stdout}");
+    assert!(
+        stdout.contains("from-the-sandbox"),
+        "the tool result is shown: {stdout}"
+    );
     assert!(stdout.contains("All done."), "{stdout}");
+}
+
+#[test]
+fn a_pending_confirmation_survives_a_restart() {
+    if !bwrap() {
+        return;
+    }
+    for kind in KINDS {
+        let mut rig = Rig::new(
+            kind,
+            vec![
+                Reply::default()
+                    .tool_call(
+                        "bash",
+                        json!({"command": "echo confirmed-after-restart"}),
+                        1,
+                    )
+                    .into(),
+                Reply::text(["ok"]).into(),
+            ],
+        );
+        let sid = rig.session(json!({
+            "tools": [{"type": "agent_toolset_20260401", "default_config": {"permission_policy": {"type": "always_ask"}}}]
+        }));
+        rig.say(&sid, "Run it, after asking.");
+        let evs = rig.wait_idle(&sid, "requires_action", 1);
+        let tool_use = of_type(&evs, "agent.tool_use")[0]["id"].clone();
+        rig.serve.take().expect("serving").crash();
+        rig.start();
+        // Still waiting after the restart: nothing was re-emitted or run.
+        std::thread::sleep(Duration::from_millis(500));
+        let after = rig.events(&sid);
+        assert_eq!(after.len(), evs.len(), "[{kind}] the restart wrote nothing");
+        let session = rig.ok("GET", &format!("/v1/sessions/{sid}"), None);
+        assert_eq!(session["status"], "idle");
+        let (code, v) = rig.send(
+            &sid,
+            json!([{"type": "user.tool_confirmation", "tool_use_id": tool_use, "result": "allow"}]),
+        );
+        assert_eq!(code, 200, "{v}");
+        let evs = rig.wait_idle(&sid, "end_turn", 1);
+        assert_consistent(&evs);
+        let r = of_type(&evs, "agent.tool_result")[0];
+        assert_eq!(r["is_error"], false, "{r}");
+        assert!(result_text(r).contains("confirmed-after-restart"), "{r}");
+        assert_eq!(rig.models.request_count(), 2);
+    }
 }

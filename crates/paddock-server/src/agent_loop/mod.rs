@@ -30,7 +30,7 @@ use paddock_core::session::{Budget, Session, SessionStatus, Usage};
 use paddock_core::{id, ts};
 use paddock_store::{Append, Store};
 use serde_json::{json, Value};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -61,8 +61,8 @@ pub struct AgentRuntime {
     limits: ToolLimits,
     metrics: Arc<paddock_metrics::PaddockMetrics>,
     drivers: Mutex<HashMap<String, Arc<Control>>>,
-    /// Sessions stepped since this process started (the first step recovers).
-    seen: Mutex<HashSet<String>>,
+    /// When this process started: work in flight before it was cut short by a restart.
+    started_at: paddock_core::ts::Timestamp,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -195,7 +195,7 @@ impl AgentRuntime {
             limits,
             metrics: d.metrics,
             drivers: Mutex::new(HashMap::new()),
-            seen: Mutex::new(HashSet::new()),
+            started_at: ts::now(),
             shutdown: d.shutdown,
         })
     }
@@ -333,11 +333,6 @@ impl AgentRuntime {
         }
         let events = self.load(sid).await?;
         let view = View::build(&events);
-        let first_look = self
-            .seen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(sid.to_string());
         let Some(turn) = &view.turn else {
             if view.queued.is_empty() {
                 return Ok(false);
@@ -391,7 +386,9 @@ impl AgentRuntime {
             .await?;
             return Ok(true);
         }
-        if first_look && turn.open_call.is_some() {
+        let before_restart =
+            |t: Option<paddock_core::ts::Timestamp>| t.is_some_and(|t| t < self.started_at);
+        if turn.open_call.is_some() && before_restart(turn.open_call_at) {
             // The orchestrator stopped during a model call: its answer is lost.
             let error = json!({
                 "type": "model_request_failed_error",
@@ -408,8 +405,13 @@ impl AgentRuntime {
             .await?;
             return Ok(true);
         }
-        if first_look {
-            let lost: Vec<&Pending> = turn.pending.iter().filter(|p| p.may_run()).collect();
+        {
+            // Cleared to run before a restart, and still without a result.
+            let lost: Vec<&Pending> = turn
+                .pending
+                .iter()
+                .filter(|p| p.may_run() && before_restart(p.cleared_at))
+                .collect();
             if !lost.is_empty() {
                 // Whether these ran is unknown: say so, and let the model decide.
                 let events = lost

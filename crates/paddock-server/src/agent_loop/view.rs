@@ -28,6 +28,8 @@ pub struct Pending {
     pub permission: String,
     /// The client's `user.tool_confirmation`: allowed?, and the deny message.
     pub answer: Option<(bool, Option<String>)>,
+    /// When it was cleared to run (its use, or the confirmation that allowed it).
+    pub cleared_at: Option<Timestamp>,
 }
 
 impl Pending {
@@ -49,8 +51,9 @@ pub struct Turn {
     pub started_at: Option<Timestamp>,
     /// Model calls made in this turn.
     pub model_calls: u32,
-    /// A `span.model_request_start` without its end.
+    /// A `span.model_request_start` without its end, and when it started.
     pub open_call: Option<String>,
+    pub open_call_at: Option<Timestamp>,
     /// Whether the latest model call asked for tools.
     pub last_call_used_tools: bool,
     pub pending: Vec<Pending>,
@@ -146,6 +149,7 @@ impl View {
                 "span.model_request_start" => {
                     if let Some(t) = v.turn.as_mut() {
                         t.open_call = Some(e.id.clone());
+                        t.open_call_at = Some(e.processed_at);
                         t.model_calls += 1;
                         t.last_call_used_tools = false;
                     }
@@ -178,16 +182,18 @@ impl View {
                     let custom = e.kind == "agent.custom_tool_use";
                     if let Some(t) = v.turn.as_mut() {
                         t.last_call_used_tools = true;
+                        let permission = p
+                            .get("evaluated_permission")
+                            .and_then(Value::as_str)
+                            .unwrap_or(if custom { "allow" } else { "deny" })
+                            .to_string();
                         t.pending.push(Pending {
+                            cleared_at: (permission == "allow").then_some(e.processed_at),
                             id: e.id.clone(),
                             name,
                             input,
                             custom,
-                            permission: p
-                                .get("evaluated_permission")
-                                .and_then(Value::as_str)
-                                .unwrap_or(if custom { "allow" } else { "deny" })
-                                .to_string(),
+                            permission,
                             answer: None,
                         });
                     }
@@ -226,6 +232,9 @@ impl View {
                     if let Some(t) = v.turn.as_mut() {
                         if let Some(x) = t.pending.iter_mut().find(|x| Some(x.id.as_str()) == id) {
                             x.answer = Some((allow, msg));
+                            if allow {
+                                x.cleared_at = Some(e.processed_at);
+                            }
                         }
                     }
                 }
