@@ -4,8 +4,10 @@
 //! Policy (what a runner may do) is data from the core crate; mechanism lives here.
 
 mod cgroup;
+pub mod docker;
 pub mod local;
 pub mod worker;
+mod workspace;
 
 use async_trait::async_trait;
 pub use paddock_core::environment::ResourceLimits as Limits;

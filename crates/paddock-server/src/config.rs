@@ -55,6 +55,36 @@ pub struct Config {
     pub vault: VaultSettings,
     /// The built-in agent: model providers, prices, turn limits (`[agent]`).
     pub agent: AgentSettings,
+    /// The Docker backend (`[docker]`).
+    pub docker: DockerSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DockerSettings {
+    /// The engine's Unix socket.
+    pub socket: PathBuf,
+    /// The worker binary mounted read-only into containers; default: a static
+    /// `paddock-worker` beside this binary, else this binary's `worker` subcommand.
+    pub worker: Option<PathBuf>,
+    /// The image of runners whose profile names no runbook.
+    pub default_image: String,
+    /// Seconds a new container's worker may take to answer.
+    pub start_timeout_secs: u64,
+    /// Size of each runner's tmpfs `/tmp`, in MiB.
+    pub tmp_size_mb: u64,
+}
+
+impl Default for DockerSettings {
+    fn default() -> Self {
+        DockerSettings {
+            socket: PathBuf::from("/var/run/docker.sock"),
+            worker: None,
+            default_image: "paddock-base:latest".into(),
+            start_timeout_secs: 30,
+            tmp_size_mb: 256,
+        }
+    }
 }
 
 /// Where a provider's API key lives in a vault (`[agent.provider_keys.NAME]`).
@@ -250,6 +280,7 @@ impl Default for Config {
             audit: AuditSettings::default(),
             vault: VaultSettings::default(),
             agent: AgentSettings::default(),
+            docker: DockerSettings::default(),
         }
     }
 }
@@ -310,6 +341,7 @@ impl Config {
                 }
                 "PADDOCK_VAULT_KEY" => cfg.vault.key = Some(v).filter(|t| !t.is_empty()),
                 "PADDOCK_WORKER_BIN" => cfg.local.worker = Some(PathBuf::from(v)),
+                "PADDOCK_DOCKER_WORKER" => cfg.docker.worker = Some(PathBuf::from(v)),
                 "PADDOCK_LOCAL_MODE" => {
                     cfg.local.mode = match v.as_str() {
                         "bwrap" => LocalMode::Bwrap,

@@ -574,6 +574,41 @@ fn backends(config: &Config) -> Result<BTreeMap<String, Arc<dyn Backend>>, Serve
     }
     let mut map: BTreeMap<String, Arc<dyn Backend>> = BTreeMap::new();
     map.insert("local".into(), Arc::new(local));
+    let d = &config.docker;
+    let worker = match &d.worker {
+        Some(p) => WorkerCommand {
+            args: if p.file_name().is_some_and(|n| n == "paddock") {
+                vec!["worker".into()]
+            } else {
+                vec![]
+            },
+            path: p.clone(),
+        },
+        None => {
+            // A static worker beside this binary runs in any image; else this binary.
+            let exe = std::env::current_exe()?;
+            match exe.parent().map(|p| p.join("paddock-worker")) {
+                Some(p) if p.is_file() => WorkerCommand {
+                    path: p,
+                    args: vec![],
+                },
+                _ => WorkerCommand {
+                    path: exe,
+                    args: vec!["worker".into()],
+                },
+            }
+        }
+    };
+    let mut docker =
+        paddock_backend::docker::DockerConfig::new(config.data_dir.join("docker"), worker);
+    docker.socket = d.socket.clone();
+    docker.default_image = d.default_image.clone();
+    docker.start_timeout = std::time::Duration::from_secs(d.start_timeout_secs);
+    docker.tmp_size_mb = d.tmp_size_mb;
+    map.insert(
+        "docker".into(),
+        Arc::new(paddock_backend::docker::DockerBackend::new(docker)),
+    );
     Ok(map)
 }
 

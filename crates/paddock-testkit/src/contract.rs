@@ -225,6 +225,13 @@ pub async fn adoption(b: Arc<dyn Backend>, fresh: impl Fn() -> Arc<dyn Backend>)
 
 /// Attacks from inside the sandbox; each must fail.
 pub async fn isolation_attacks(b: &dyn Backend) {
+    isolation_attacks_via(b, "127.0.0.1").await
+}
+
+/// The same, where the orchestrator's host is reached at `host_addr` from a sandbox
+/// with unrestricted networking (a container reaches its bridge's gateway, not the
+/// host's loopback).
+pub async fn isolation_attacks_via(b: &dyn Backend, host_addr: &str) {
     let caps = b.capabilities();
     let limits = Limits {
         pids: Some(64),
@@ -313,10 +320,10 @@ pub async fn isolation_attacks(b: &dyn Backend) {
     assert_ne!(mount.code, Some(0), "mount must fail: {mount:?}");
 
     // A TCP listener on the host is unreachable under network: none ...
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let listener = std::net::TcpListener::bind((host_addr, 0)).expect("listener");
     listener.set_nonblocking(true).expect("nonblocking");
     let port = listener.local_addr().expect("addr").port();
-    let probe = format!("bash -c 'echo hi > /dev/tcp/127.0.0.1/{port}' 2>&1");
+    let probe = format!("bash -c 'echo hi > /dev/tcp/{host_addr}/{port}' 2>&1");
     let tcp = sh(&w, &probe).await;
     assert_ne!(
         tcp.code,

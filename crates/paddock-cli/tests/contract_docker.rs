@@ -1,0 +1,275 @@
+//! The backend contract suite (paddock-testkit) against the Docker backend and a real
+//! Docker engine, with the `paddock-base` runbook image (scripts/images.sh). Required
+//! in CI (`PADDOCK_REQUIRE_DOCKER=1`).
+
+use paddock_backend::docker::{DockerBackend, DockerConfig};
+use paddock_backend::local::WorkerCommand;
+use paddock_backend::{Backend, Isolation};
+use paddock_testkit::{contract, require_or_skip};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+/// The worker mounted into containers: the static one when built, else this `paddock`.
+fn worker() -> WorkerCommand {
+    match std::env::var_os("PADDOCK_STATIC_WORKER").map(PathBuf::from) {
+        Some(p) if p.exists() => WorkerCommand {
+            path: p,
+            args: vec![],
+        },
+        _ => WorkerCommand {
+            path: PathBuf::from(env!("CARGO_BIN_EXE_paddock")),
+            args: vec!["worker".into()],
+        },
+    }
+}
+
+fn docker(root: &Path) -> DockerBackend {
+    DockerBackend::new(DockerConfig::new(root.join("docker"), worker()))
+}
+
+/// Docker and the base image, or a printed reason.
+fn available() -> bool {
+    let engine = Command::new("docker")
+        .args(["image", "inspect", "paddock-base:latest"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    require_or_skip(
+        "docker",
+        engine,
+        "no Docker engine with the paddock-base image (scripts/test starts dockerd and runs scripts/images.sh)",
+    )
+}
+
+fn data_dir() -> tempfile::TempDir {
+    let d = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    d
+}
+
+/// The default bridge's address on this host (`docker0`): how a container reaches it.
+fn bridge_gateway() -> String {
+    let out = Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "docker0"])
+        .output()
+        .expect("ip addr");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|cidr| cidr.split('/').next())
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("docker0 has no IPv4 address: {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_lifecycle() {
+    if !available() {
+        return;
+    }
+    let d = data_dir();
+    contract::lifecycle(&docker(d.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_isolation_attacks() {
+    if !available() {
+        return;
+    }
+    let d = data_dir();
+    let b = docker(d.path());
+    assert_eq!(b.capabilities().isolation, Isolation::Container);
+    contract::isolation_attacks_via(&b, &bridge_gateway()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_runners_survive_a_new_backend_instance() {
+    if !available() {
+        return;
+    }
+    let d = data_dir();
+    let root = d.path().to_path_buf();
+    contract::adoption(Arc::new(docker(&root)), move || {
+        Arc::new(docker(&root)) as Arc<dyn Backend>
+    })
+    .await;
+}
+
+/// A test host: a container of the project's own serving HTTP on the default bridge.
+struct TestHost {
+    name: String,
+    ip: String,
+}
+
+impl TestHost {
+    fn start(tag: &str) -> TestHost {
+        let name = format!("paddock-test-{tag}-{}", std::process::id());
+        let _ = Command::new("docker").args(["rm", "-f", &name]).output();
+        let out = Command::new("docker")
+            .args([
+                "run",
+                "-d",
+                "--rm",
+                "--name",
+                &name,
+                "--label",
+                "paddock.test=true",
+                "paddock-base:latest",
+                "python3",
+                "-m",
+                "http.server",
+                "8000",
+            ])
+            .output()
+            .expect("docker run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ip = Command::new("docker")
+            .args(["inspect", "-f", "{{.NetworkSettings.IPAddress}}", &name])
+            .output()
+            .expect("inspect");
+        let ip = String::from_utf8_lossy(&ip.stdout).trim().to_string();
+        assert!(!ip.is_empty(), "the test host has an address");
+        // Wait until it serves.
+        for _ in 0..100 {
+            if std::net::TcpStream::connect((ip.as_str(), 8000)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        TestHost { name, ip }
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", &self.name])
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limited_networking_goes_only_through_the_allowlisting_proxy() {
+    use paddock_backend::{Limits, NetworkPolicy};
+    if !available() {
+        return;
+    }
+    let allowed = TestHost::start("allowed");
+    let denied = TestHost::start("denied");
+    let d = data_dir();
+    let b = docker(d.path());
+    let spec = contract::spec(
+        NetworkPolicy::Limited {
+            allowed_hosts: vec![allowed.ip.clone(), "*.allowed.example".into()],
+        },
+        Limits::default(),
+    );
+    let id = spec.runner_id.clone();
+    b.provision(&spec).await.expect("provision");
+    let w = paddock_backend::WorkerClient::new(b.connector(&id));
+    // The allowed host, through the proxy (plain HTTP and a CONNECT tunnel).
+    let ok = contract::sh(
+        &w,
+        &format!(
+            "curl -s -o /dev/null -w '%{{http_code}}' --max-time 10 http://{}:8000/",
+            allowed.ip
+        ),
+    )
+    .await;
+    assert_eq!(
+        ok.stdout_text(),
+        "200",
+        "allowed host via the proxy: {ok:?}"
+    );
+    let tunnel = contract::sh(
+        &w,
+        &format!(
+            "curl -s -p -o /dev/null -w '%{{http_code}}' --max-time 10 http://{}:8000/",
+            allowed.ip
+        ),
+    )
+    .await;
+    assert_eq!(
+        tunnel.stdout_text(),
+        "200",
+        "CONNECT tunnel to the allowed host: {tunnel:?}"
+    );
+    // A host not in the allowlist: 403 from the proxy.
+    let no = contract::sh(
+        &w,
+        &format!(
+            "curl -s -o /dev/null -w '%{{http_code}}' --max-time 10 http://{}:8000/",
+            denied.ip
+        ),
+    )
+    .await;
+    assert_eq!(no.stdout_text(), "403", "denied host: {no:?}");
+    // Around the proxy: direct TCP to the allowed host, to a public address and to the
+    // cloud metadata address all fail.
+    for target in [
+        format!("{}/8000", allowed.ip),
+        "1.1.1.1/80".to_string(),
+        "169.254.169.254/80".to_string(),
+    ] {
+        let direct = contract::sh(
+            &w,
+            &format!("timeout 5 bash -c 'echo > /dev/tcp/{target}' 2>&1; echo rc=$?"),
+        )
+        .await;
+        assert!(
+            !direct.stdout_text().contains("rc=0"),
+            "direct TCP to {target} worked: {direct:?}"
+        );
+    }
+    // The metadata address through the proxy is refused too.
+    let meta = contract::sh(
+        &w,
+        "curl -s -o /dev/null -w '%{http_code}' --max-time 10 http://169.254.169.254/latest/meta-data/",
+    )
+    .await;
+    assert_eq!(
+        meta.stdout_text(),
+        "403",
+        "metadata via the proxy: {meta:?}"
+    );
+    // No DNS for anything: names resolve only at the proxy.
+    let dns = contract::sh(&w, "getent hosts deb.debian.org; echo rc=$?").await;
+    assert!(!dns.stdout_text().contains("rc=0"), "DNS answered: {dns:?}");
+    // The proxy logged each decision.
+    let log = std::fs::read_to_string(d.path().join("docker").join(&id).join("egress.log"))
+        .expect("egress log");
+    let decisions: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let about = |host: &str, allowed: bool| {
+        decisions
+            .iter()
+            .filter(|d| d["host"] == host && d["allowed"] == allowed)
+            .count()
+    };
+    assert_eq!(about(&allowed.ip, true), 2, "{log}");
+    assert_eq!(about(&denied.ip, false), 1, "{log}");
+    assert_eq!(about("169.254.169.254", false), 1, "{log}");
+    // A restarted orchestrator (a fresh backend) re-attaches the proxy on the same port.
+    drop(b);
+    let b2 = docker(d.path());
+    let managed = b2.list_managed().await.expect("list");
+    assert!(managed.iter().any(|m| m.runner_id == id && m.running));
+    let again = contract::sh(
+        &w,
+        &format!(
+            "curl -s -o /dev/null -w '%{{http_code}}' --max-time 10 http://{}:8000/",
+            allowed.ip
+        ),
+    )
+    .await;
+    assert_eq!(again.stdout_text(), "200", "after re-attaching: {again:?}");
+    b2.destroy(&id).await.expect("destroy");
+}
