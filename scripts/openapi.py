@@ -899,12 +899,13 @@ runner_props = {
             "items": {"type": "string", "enum": ["env", "network"]},
             "description": "Settings changed while the runner was running that take effect at its next start (`POST …/restart`, or stop and start); emptied when it enters `running`.",
         },
+        "warm": {"type": "boolean", "description": "Provisioned ahead of demand and waiting in its execution profile's warm pool (`warm_pool`); a create request with the same boot inputs claims it (`runner.claimed` event)."},
         "created_at": TS,
         "updated_at": TS,
 }
 RUNNER_REQUIRED = ["id", "type", "state", "backend", "isolation", "execution_profile", "environment_id", "session_id", "error",
                    "image", "network", "limits", "enforced", "env", "reason", "started_at", "last_activity_at",
-                   "idle_timeout_secs", "budget", "pending_restart", "created_at", "updated_at"]
+                   "idle_timeout_secs", "budget", "pending_restart", "warm", "created_at", "updated_at"]
 assert sorted(RUNNER_REQUIRED) == sorted(runner_props)
 schemas["Runner"] = obj(
     runner_props,

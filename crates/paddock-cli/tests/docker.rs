@@ -200,3 +200,170 @@ fn docker_runners_are_hardened_survive_restarts_and_orphans_are_stopped() {
         let _ = Command::new("docker").args(["rm", "-f", &n]).output();
     }
 }
+
+fn runners(url: &str) -> Vec<Value> {
+    let (_, v) = http("GET", &format!("{url}/v1/runners?limit=100"), None);
+    v["data"].as_array().cloned().unwrap_or_default()
+}
+
+fn warm_ids(url: &str) -> Vec<String> {
+    runners(url)
+        .into_iter()
+        .filter(|r| r["warm"] == true && r["state"] == "running")
+        .filter_map(|r| r["id"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn wait_warm(url: &str, n: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let w = warm_ids(url);
+        if w.len() >= n {
+            return w;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pool never held {n}: {w:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn warm_pools_are_claimed_and_refilled_and_capacity_makes_room() {
+    if !available() {
+        return;
+    }
+    let d = data_dir();
+    let cfg = d.path().join("paddock.toml");
+    let worker = match std::env::var("PADDOCK_STATIC_WORKER") {
+        Ok(w) if std::path::Path::new(&w).exists() => format!("worker = {w:?}\n"),
+        _ => String::new(),
+    };
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+default_profile = "pool"
+[runners]
+sweep_interval_ms = 200
+max_active = 4
+busy_window_secs = 2
+
+[profiles.pool]
+backend = "docker"
+runbook = "base"
+warm_pool = 2
+
+[docker]
+{worker}"#
+        ),
+    )
+    .expect("config");
+    let s = Serve::start_with(d.path(), Some(&cfg));
+    let url = s.url.clone();
+    let pool = wait_warm(&url, 2);
+    // A matching request claims a warm runner: same id, no longer warm, usable at once.
+    let (code, r) = http("POST", &format!("{url}/v1/runners"), Some(json!({})));
+    assert_eq!(code, 200, "{r}");
+    let claimed = r["id"].as_str().expect("id").to_string();
+    assert!(
+        pool.contains(&claimed),
+        "{claimed} came from the pool {pool:?}"
+    );
+    assert_eq!(r["warm"], false);
+    assert_eq!(r["state"], "running");
+    assert_eq!(exec(&url, &claimed, "echo claimed")["stdout"], "claimed\n");
+    let (_, evs) = http("GET", &format!("{url}/v1/runners/{claimed}/events"), None);
+    assert!(evs.to_string().contains("runner.claimed"), "{evs}");
+    // The pool refills in the background.
+    let refilled = wait_warm(&url, 2);
+    assert!(!refilled.contains(&claimed));
+    // Other boot inputs (variables) cannot use a warm runner.
+    let (code, r2) = http(
+        "POST",
+        &format!("{url}/v1/runners"),
+        Some(json!({"env": {"ROLE": "special"}})),
+    );
+    assert_eq!(code, 200, "{r2}");
+    let special = r2["id"].as_str().expect("id").to_string();
+    assert!(
+        !refilled.contains(&special),
+        "a runner with variables is provisioned cold"
+    );
+    let (_, metrics) = http("GET", &format!("{url}/metrics"), None);
+    let m = metrics.as_str().unwrap_or_default().to_string();
+    assert!(
+        m.contains("paddock_warm_pool_hits_total{profile=\"pool\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("paddock_warm_pool_misses_total{profile=\"pool\"} 1"),
+        "{m}"
+    );
+    // 4 active of 4 (2 warm + 2 in use). Under pressure the warm ones go first.
+    let (code, r3) = http(
+        "POST",
+        &format!("{url}/v1/runners"),
+        Some(json!({"env": {"N": "3"}})),
+    );
+    assert_eq!(code, 200, "{r3}");
+    let (_, stopped) = http("GET", &format!("{url}/v1/runners?limit=100"), None);
+    let stopped: Vec<&Value> = stopped["data"]
+        .as_array()
+        .expect("runners")
+        .iter()
+        .filter(|r| r["state"] == "stopped")
+        .collect();
+    assert_eq!(stopped.len(), 1, "{stopped:?}");
+    assert!(
+        refilled.iter().any(|w| stopped[0]["id"] == w.as_str()),
+        "a warm runner made room"
+    );
+    assert!(stopped[0]["reason"]
+        .as_str()
+        .unwrap_or("")
+        .contains("capacity"));
+    // Everything busy (used just now, no warm one left idle): 503.
+    for w in warm_ids(&url) {
+        let (_, _) = http("DELETE", &format!("{url}/v1/runners/{w}"), None);
+    }
+    let _ = (exec(&url, &claimed, "true"), exec(&url, &special, "true"));
+    let r3id = r3["id"].as_str().expect("id").to_string();
+    let _ = exec(&url, &r3id, "true");
+    // Fill the fourth slot, then ask for a fifth while all four are busy.
+    let (code, r4) = http(
+        "POST",
+        &format!("{url}/v1/runners"),
+        Some(json!({"env": {"N": "4"}})),
+    );
+    assert_eq!(code, 200, "{r4}");
+    let r4id = r4["id"].as_str().expect("id").to_string();
+    let (code, err) = http(
+        "POST",
+        &format!("{url}/v1/runners"),
+        Some(json!({"env": {"N": "5"}})),
+    );
+    assert_eq!(code, 503, "{err}");
+    assert_eq!(err["error"]["details"]["error_code"], "capacity_exceeded");
+    // Once they have been idle past the busy window, the oldest idle one makes room.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let _ = exec(&url, &r4id, "true");
+    let (code, r5) = http(
+        "POST",
+        &format!("{url}/v1/runners"),
+        Some(json!({"env": {"N": "5"}})),
+    );
+    assert_eq!(code, 200, "{r5}");
+    let (_, old) = http("GET", &format!("{url}/v1/runners/{claimed}"), None);
+    assert_eq!(
+        old["state"], "stopped",
+        "the oldest idle runner made room: {old}"
+    );
+    for r in runners(&url) {
+        if let Some(id) = r["id"].as_str() {
+            http("DELETE", &format!("{url}/v1/runners/{id}"), None);
+        }
+    }
+    drop(s);
+}

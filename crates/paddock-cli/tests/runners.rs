@@ -88,7 +88,14 @@ fn the_runner_api_drives_the_lifecycle() {
 
     // What the backend really enforces is visible.
     let (_, backends) = http("GET", &u("/v1/backends"), None);
-    assert_eq!(backends["data"][0]["isolation"], "namespaces");
+    let local = backends["data"]
+        .as_array()
+        .expect("backends")
+        .iter()
+        .find(|b| b["backend"] == "local")
+        .cloned()
+        .expect("the local backend is listed");
+    assert_eq!(local["isolation"], "namespaces");
     let (_, profiles) = http("GET", &u("/v1/profiles"), None);
     assert_eq!(profiles["data"].as_array().expect("profiles").len(), 3);
 

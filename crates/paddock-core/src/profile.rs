@@ -36,6 +36,8 @@ pub struct ExecutionProfile {
     pub allowed_agents: Vec<String>,
     /// Most runners of this profile active at once (absent: no limit).
     pub max_runners: Option<u32>,
+    /// Runners kept provisioned and idle, ready to be claimed (0: none).
+    pub warm_pool: u32,
 }
 
 impl Default for ExecutionProfile {
@@ -52,6 +54,7 @@ impl Default for ExecutionProfile {
             ttl_secs: None,
             allowed_agents: vec![],
             max_runners: None,
+            warm_pool: 0,
         }
     }
 }
@@ -102,6 +105,12 @@ impl ExecutionProfile {
         }
         if self.max_runners == Some(0) {
             return Err(CoreError::invalid(f("max_runners"), "must be above 0"));
+        }
+        if self.max_runners.is_some_and(|m| self.warm_pool >= m) {
+            return Err(CoreError::invalid(
+                f("warm_pool"),
+                "must be below max_runners (the last slot is kept for demand)",
+            ));
         }
         match self.network {
             NetworkMode::Limited if self.allowed_hosts.is_empty() => {

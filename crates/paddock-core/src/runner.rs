@@ -115,6 +115,9 @@ pub struct Runner {
     /// Settings changed while running that take effect at the next start.
     #[serde(default)]
     pub pending_restart: Vec<String>,
+    /// Provisioned ahead of demand and waiting in its profile's warm pool.
+    #[serde(default)]
+    pub warm: bool,
     #[serde(with = "serde_ts")]
     pub created_at: Timestamp,
     #[serde(with = "serde_ts")]

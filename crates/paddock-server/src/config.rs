@@ -196,8 +196,12 @@ pub struct RunnerSettings {
     pub prune_stopped_after_secs: Option<u64>,
     /// Destroy stopped or errored runners older than this (absent: never).
     pub prune_max_age_secs: Option<u64>,
-    /// Most runners active at once across all profiles (absent: no limit).
+    /// Most runners active at once across all profiles (absent: no limit). At the
+    /// limit, the runner idle the longest is stopped to make room; 503 when all are busy.
     pub max_active: Option<u32>,
+    /// A runner used within this many seconds (or whose session runs a turn) is busy
+    /// and never stopped to make room.
+    pub busy_window_secs: u64,
     /// Memory use (share of the limit) above which a runner is reported unhealthy.
     pub memory_alert_ratio: f64,
 }
@@ -214,6 +218,7 @@ impl Default for RunnerSettings {
             prune_stopped_after_secs: None,
             prune_max_age_secs: None,
             max_active: None,
+            busy_window_secs: 10,
             memory_alert_ratio: 0.9,
         }
     }

@@ -214,6 +214,28 @@ impl Manager {
         req: CreateRunner,
         seed: Option<std::path::PathBuf>,
     ) -> ApiResult<Runner> {
+        self.create_inner(req, seed, false).await
+    }
+
+    /// Provisions a runner for `profile`'s warm pool.
+    pub(crate) async fn create_warm(&self, profile: &str) -> ApiResult<Runner> {
+        let req = CreateRunner {
+            environment_id: None,
+            execution_profile: Some(profile.to_string()),
+            session_id: None,
+            env: None,
+            idle_timeout_secs: None,
+            budget: None,
+        };
+        self.create_inner(req, None, true).await
+    }
+
+    async fn create_inner(
+        &self,
+        req: CreateRunner,
+        seed: Option<std::path::PathBuf>,
+        warm: bool,
+    ) -> ApiResult<Runner> {
         let env = match &req.environment_id {
             Some(eid) => {
                 let e = self.store.get_environment(eid).await?;
@@ -359,6 +381,7 @@ impl Manager {
                 .or(env.as_ref().and_then(|e| e.idle_timeout_secs)),
             budget: req.budget.clone(),
             pending_restart: vec![],
+            warm,
             created_at: now,
             updated_at: now,
         };
@@ -366,14 +389,32 @@ impl Manager {
         backend
             .check(&spec)
             .map_err(|e| backend_err("execution_profile", e))?;
+        if !warm && seed.is_none() && profile.warm_pool > 0 {
+            // Same boot inputs (profile, image, network, limits, no variables): a warm
+            // runner will do.
+            if spec.env.is_empty() {
+                if let Some(r) = self.claim_warm(&runner).await? {
+                    self.metrics.warm_pool_hit(&pname);
+                    return Ok(r);
+                }
+            }
+            self.metrics.warm_pool_miss(&pname);
+        }
         {
             let _guard = self.admission.lock().await;
             if let Some(max) = self.settings.max_active {
                 let active = self.count_active().await?;
-                if active >= u64::from(max) {
+                // A warm runner never takes the last free slot: demand comes first.
+                if warm && active + 1 >= u64::from(max) {
+                    return Err(ServerError::Unavailable {
+                        message: "the warm pool may not fill the last free slot".into(),
+                        code: "capacity_exceeded",
+                    });
+                }
+                if active >= u64::from(max) && (warm || !self.make_room(None).await?) {
                     return Err(ServerError::Unavailable {
                         message: format!(
-                            "{active} of the {max} runners this server allows are active"
+                            "{active} of the {max} runners this server allows are active, and every one is busy"
                         ),
                         code: "capacity_exceeded",
                     });
@@ -381,10 +422,16 @@ impl Manager {
             }
             if let Some(max) = profile.max_runners {
                 let active = self.store.count_active_runners(&pname).await?;
-                if active >= u64::from(max) {
+                if warm && active + 1 >= u64::from(max) {
+                    return Err(ServerError::Unavailable {
+                        message: "the warm pool may not fill the profile's last free slot".into(),
+                        code: "capacity_exceeded",
+                    });
+                }
+                if active >= u64::from(max) && (warm || !self.make_room(Some(&pname)).await?) {
                     return Err(ServerError::Unavailable {
                         message: format!(
-                            "profile {pname:?} already has {active} of its {max} runners active"
+                            "profile {pname:?} already has {active} of its {max} runners active, and every one is busy"
                         ),
                         code: "capacity_exceeded",
                     });
@@ -395,23 +442,8 @@ impl Manager {
         }
         let id = spec.runner_id.clone();
         if let Some(sid) = &spec.session_id {
-            let rid = id.clone();
-            let bound = self
-                .store
-                .update_session(
-                    sid,
-                    Box::new(move |s| {
-                        let mut n = s.clone();
-                        n.runner_id = Some(rid.clone());
-                        n.updated_at = ts::now();
-                        let changed =
-                            serde_json::Map::from_iter([("runner_id".to_string(), rid.into())]);
-                        Ok(Some((n, changed)))
-                    }),
-                )
-                .await;
-            let ev = match bound {
-                Ok((_, ev)) => ev,
+            match self.bind_session(&id, sid).await {
+                Ok(()) => {}
                 Err(e) => {
                     // Never leave the runner in `creating`: it would count against
                     // capacity for ever.
@@ -420,11 +452,8 @@ impl Manager {
                         .await?;
                     self.transition(&id, RunnerState::Errored, Some(why), None)
                         .await?;
-                    return Err(e.into());
+                    return Err(e);
                 }
-            };
-            if let Some(e) = ev {
-                self.hub.published(sid, e.seq);
             }
         }
         self.transition(&id, RunnerState::Provisioning, None, None)
@@ -470,6 +499,186 @@ impl Manager {
                     None,
                 )
                 .await
+            }
+        }
+    }
+
+    /// Makes the session's `runner_id` this runner.
+    async fn bind_session(&self, id: &str, sid: &str) -> ApiResult<()> {
+        let rid = id.to_string();
+        let (_, ev) = self
+            .store
+            .update_session(
+                sid,
+                Box::new(move |s| {
+                    let mut n = s.clone();
+                    n.runner_id = Some(rid.clone());
+                    n.updated_at = ts::now();
+                    let changed =
+                        serde_json::Map::from_iter([("runner_id".to_string(), rid.into())]);
+                    Ok(Some((n, changed)))
+                }),
+            )
+            .await?;
+        if let Some(e) = ev {
+            self.hub.published(sid, e.seq);
+        }
+        Ok(())
+    }
+
+    /// Hands a warm runner with the same boot inputs as `template` to its requester.
+    async fn claim_warm(&self, template: &Runner) -> ApiResult<Option<Runner>> {
+        let candidates: Vec<Runner> = self
+            .all_runners()
+            .await?
+            .into_iter()
+            .filter(|r| {
+                r.warm
+                    && r.state == RunnerState::Running
+                    && r.execution_profile == template.execution_profile
+                    && r.backend == template.backend
+                    && r.image == template.image
+                    && r.network == template.network
+                    && r.limits == template.limits
+            })
+            .collect();
+        for c in candidates {
+            let _op = self.lock_runner(&c.id).await;
+            let claimed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let (t, flag) = (template.clone(), claimed.clone());
+            let change = self
+                .store
+                .update_runner(
+                    &c.id,
+                    Box::new(move |cur| {
+                        if !cur.warm || cur.state != RunnerState::Running {
+                            return Ok(None);
+                        }
+                        let now = ts::now();
+                        let mut n = cur.clone();
+                        n.warm = false;
+                        n.session_id = t.session_id;
+                        n.environment_id = t.environment_id;
+                        n.budget = t.budget;
+                        n.idle_timeout_secs = t.idle_timeout_secs;
+                        n.last_activity_at = Some(now);
+                        n.updated_at = now;
+                        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                        Ok(Some(n))
+                    }),
+                )
+                .await?;
+            if !claimed.load(std::sync::atomic::Ordering::SeqCst) {
+                continue;
+            }
+            let r = change.runner;
+            let _ = self
+                .store
+                .append_runner_event(
+                    &r.id,
+                    "runner.claimed",
+                    serde_json::Map::from_iter([
+                        ("session_id".to_string(), serde_json::json!(r.session_id)),
+                        (
+                            "from_pool".to_string(),
+                            serde_json::json!(r.execution_profile),
+                        ),
+                    ]),
+                )
+                .await;
+            if let Some(sid) = &r.session_id {
+                self.bind_session(&r.id, sid).await?;
+            }
+            tracing::info!(runner_id = %r.id, "claimed a warm runner");
+            return Ok(Some(r));
+        }
+        Ok(None)
+    }
+
+    /// Under capacity pressure: stops the runner idle the longest (warm ones first) to
+    /// make room. False when every runner is busy (a turn running, or used within
+    /// `busy_window_secs`).
+    async fn make_room(&self, profile: Option<&str>) -> ApiResult<bool> {
+        let now = ts::now();
+        let mut idle = Vec::new();
+        for r in self.all_runners().await? {
+            if r.state != RunnerState::Running
+                || profile.is_some_and(|p| r.execution_profile.as_deref() != Some(p))
+            {
+                continue;
+            }
+            let last = r.last_activity_at.or(r.started_at).unwrap_or(r.created_at);
+            if !r.warm && (now - last).as_seconds_f64() < self.settings.busy_window_secs as f64 {
+                continue;
+            }
+            if let Some(sid) = &r.session_id {
+                if let Ok(s) = self.store.get_session(sid).await {
+                    if s.status == paddock_core::session::SessionStatus::Running {
+                        continue;
+                    }
+                }
+            }
+            idle.push((!r.warm, last, r));
+        }
+        idle.sort_by_key(|a| (a.0, a.1));
+        let Some((_, _, r)) = idle.into_iter().next() else {
+            return Ok(false);
+        };
+        let _op = self.lock_runner(&r.id).await;
+        let fresh = self.store.get_runner(&r.id).await?;
+        if fresh.state != RunnerState::Running {
+            return Ok(true);
+        }
+        let reason = "capacity: stopped to make room for a new runner".to_string();
+        tracing::info!(runner_id = %r.id, "{reason}");
+        self.stop_running(fresh, None, Some(reason.clone())).await?;
+        crate::security::audit_system(
+            self.store.as_ref(),
+            "runners.auto_stop",
+            &r.id,
+            true,
+            serde_json::json!({"reason": reason}),
+        )
+        .await;
+        Ok(true)
+    }
+
+    /// Keeps every profile's warm pool full (runs in its own task).
+    pub(crate) async fn refill_pools(&self) {
+        for (name, p) in &self.profiles.profiles {
+            if p.warm_pool == 0 {
+                continue;
+            }
+            let Ok(all) = self.all_runners().await else {
+                return;
+            };
+            let have = all
+                .iter()
+                .filter(|r| {
+                    r.warm
+                        && r.execution_profile.as_deref() == Some(name.as_str())
+                        && matches!(
+                            r.state,
+                            RunnerState::Creating
+                                | RunnerState::Provisioning
+                                | RunnerState::Running
+                        )
+                })
+                .count() as u32;
+            for _ in have..p.warm_pool {
+                match self.create_warm(name).await {
+                    Ok(r) if r.state == RunnerState::Running => {
+                        tracing::debug!(runner_id = %r.id, profile = %name, "warm runner ready")
+                    }
+                    Ok(r) => {
+                        tracing::warn!(runner_id = %r.id, profile = %name, state = %r.state, "a warm runner failed to start");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::debug!(profile = %name, error = %e, "cannot refill the warm pool");
+                        break;
+                    }
+                }
             }
         }
     }

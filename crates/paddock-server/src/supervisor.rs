@@ -532,6 +532,18 @@ impl Manager {
             }
         });
         let m = self.clone();
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick =
+                tokio::time::interval(Duration::from_millis(m.settings.sweep_interval_ms));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => m.refill_pools().await,
+                    _ = stop.changed() => return,
+                }
+            }
+        });
+        let m = self.clone();
         let mut stop = shutdown;
         tokio::spawn(async move {
             let mut tick =
@@ -655,6 +667,10 @@ impl Manager {
     }
 
     async fn stop_reason(&self, r: &Runner, now: Timestamp) -> Option<String> {
+        if r.warm {
+            // Waiting in the pool is its purpose.
+            return None;
+        }
         if let Some(ttl) = self
             .profiles
             .profiles

@@ -899,6 +899,7 @@ async fn runners_are_listed_and_filtered() {
         idle_timeout_secs: None,
         budget: None,
         pending_restart: vec![],
+        warm: false,
         created_at: now,
         updated_at: now,
     };

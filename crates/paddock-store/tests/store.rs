@@ -1208,6 +1208,7 @@ async fn runners_are_stored_and_filtered() {
         idle_timeout_secs: None,
         budget: None,
         pending_restart: vec![],
+        warm: false,
         created_at: now,
         updated_at: now,
     };
@@ -1468,6 +1469,7 @@ async fn runner_transitions_are_logged_and_illegal_ones_refused() {
         idle_timeout_secs: None,
         budget: None,
         pending_restart: vec![],
+        warm: false,
         created_at: now,
         updated_at: now,
     };
