@@ -856,11 +856,18 @@ impl Manager {
             .map(|r| r.id.clone())
             .collect();
         let mut found: BTreeMap<String, Managed> = BTreeMap::new();
+        let mut listed_by: BTreeMap<String, String> = BTreeMap::new();
         let mut unlisted: HashSet<String> = HashSet::new();
         for (name, b) in &self.backends {
+            if !b.capabilities().available {
+                tracing::debug!(backend = %name, "backend unavailable; nothing to adopt from it");
+                unlisted.insert(name.clone());
+                continue;
+            }
             match b.list_managed().await {
                 Ok(ms) => {
                     for m in ms {
+                        listed_by.insert(m.runner_id.clone(), name.clone());
                         found.insert(m.runner_id.clone(), m);
                     }
                 }
@@ -971,7 +978,7 @@ impl Manager {
                     serde_json::json!({"running": m.running}),
                 )
                 .await;
-                for b in self.backends.values() {
+                if let Some(b) = listed_by.get(&id).and_then(|n| self.backends.get(n)) {
                     if let Err(e) = b.destroy(&id).await {
                         tracing::warn!(runner_id = %id, error = %e, "cannot sweep orphan");
                     }
