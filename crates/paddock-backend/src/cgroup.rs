@@ -244,6 +244,8 @@ pub fn stats(runner_id: &str) -> crate::Stats {
     let v2 = Path::new(ROOT).join(GROUP).join(runner_id);
     if v2.join("cgroup.procs").exists() {
         return crate::Stats {
+            network_rx_bytes: None,
+            network_tx_bytes: None,
             memory_bytes: read_u64(&v2.join("memory.current")),
             memory_limit_bytes: read_u64(&v2.join("memory.max")),
             pids: read_u64(&v2.join("pids.current")),
@@ -253,6 +255,8 @@ pub fn stats(runner_id: &str) -> crate::Stats {
     let mem = Path::new(ROOT).join("memory").join(GROUP).join(runner_id);
     let pids = Path::new(ROOT).join("pids").join(GROUP).join(runner_id);
     crate::Stats {
+        network_rx_bytes: None,
+        network_tx_bytes: None,
         memory_bytes: read_u64(&mem.join("memory.usage_in_bytes")),
         memory_limit_bytes: read_u64(&mem.join("memory.limit_in_bytes")),
         pids: read_u64(&pids.join("pids.current")),

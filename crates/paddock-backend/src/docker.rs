@@ -730,7 +730,31 @@ impl crate::Backend for DockerBackend {
         let limit = self
             .cgroup_file(runner_id, "memory", "memory.limit_in_bytes")
             .filter(|l| *l < (1u64 << 62));
+        // The container's own network namespace, read through its init process.
+        let (rx, tx) = self
+            .read_meta(runner_id)
+            .and_then(|m| m.pid)
+            .and_then(|p| std::fs::read_to_string(format!("/proc/{p}/net/dev")).ok())
+            .map(|text| {
+                text.lines()
+                    .skip(2)
+                    .filter_map(|l| l.split_once(':'))
+                    .filter(|(name, _)| name.trim() != "lo")
+                    .fold((0u64, 0u64), |(rx, tx), (_, rest)| {
+                        let f: Vec<u64> = rest
+                            .split_whitespace()
+                            .filter_map(|x| x.parse().ok())
+                            .collect();
+                        (
+                            rx + f.first().copied().unwrap_or(0),
+                            tx + f.get(8).copied().unwrap_or(0),
+                        )
+                    })
+            })
+            .unzip();
         Stats {
+            network_rx_bytes: rx,
+            network_tx_bytes: tx,
             memory_bytes: self.cgroup_file(runner_id, "memory", "memory.usage_in_bytes"),
             memory_limit_bytes: limit,
             pids: self.cgroup_file(runner_id, "pids", "pids.current"),

@@ -145,6 +145,11 @@ pub struct Stats {
     pub memory_limit_bytes: Option<u64>,
     pub pids: Option<u64>,
     pub pids_limit: Option<u64>,
+    /// Bytes received and sent on the sandbox's network interfaces (loopback excluded).
+    #[serde(default)]
+    pub network_rx_bytes: Option<u64>,
+    #[serde(default)]
+    pub network_tx_bytes: Option<u64>,
 }
 
 /// A sandbox found on the host (for adoption and orphan sweeping).

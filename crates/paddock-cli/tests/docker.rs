@@ -35,6 +35,9 @@ fn config(dir: &std::path::Path) -> std::path::PathBuf {
             r#"
 default_profile = "box"
 
+[runners]
+sample_interval_ms = 200
+
 [profiles.box]
 backend = "docker"
 runbook = "base"
@@ -139,9 +142,21 @@ fn docker_runners_are_hardened_survive_restarts_and_orphans_are_stopped() {
         out.contains("268435456"),
         "the memory limit is the container's: {inside}"
     );
-    // The engine's figures reach the runner's samples (memory from its cgroup).
-    let (_, detail) = http("GET", &format!("{}/v1/runners/{id}", s.url), None);
-    assert_eq!(detail["id"], id.as_str(), "{detail}");
+    // The engine's figures reach the runner's samples: memory and pids from the
+    // container's cgroup, network counters from its namespace (none: loopback only).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let sample = loop {
+        let (_, detail) = http("GET", &format!("{}/v1/runners/{id}", s.url), None);
+        if detail["latest_sample"].is_object() {
+            break detail["latest_sample"].clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no sample: {detail}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(sample["memory_limit_bytes"], 256 * 1024 * 1024, "{sample}");
+    assert!(sample["memory_bytes"].as_u64().unwrap_or(0) > 0, "{sample}");
+    assert!(sample["processes"].as_u64().unwrap_or(0) >= 1, "{sample}");
+    assert_eq!(sample["network_rx_bytes"], 0, "{sample}");
     // Container logs through the logs route.
     let (code, logs) = http("GET", &format!("{}/v1/runners/{id}/logs", s.url), None);
     assert_eq!(code, 200, "{logs}");

@@ -32,6 +32,11 @@ pub struct Sample {
     pub disk_bytes: Option<u64>,
     pub fs_available_bytes: Option<u64>,
     pub processes: Option<u64>,
+    /// Network bytes in and out since the sandbox started (backends that measure it).
+    #[serde(default)]
+    pub network_rx_bytes: Option<u64>,
+    #[serde(default)]
+    pub network_tx_bytes: Option<u64>,
 }
 
 /// In-memory monitoring state (rebuilt after a restart by sampling again).
@@ -755,6 +760,8 @@ impl Manager {
                     .pids
                     .or_else(|| u64_at(&status, "/processes/cgroup"))
                     .or_else(|| u64_at(&status, "/processes/tree")),
+                network_rx_bytes: outside.network_rx_bytes,
+                network_tx_bytes: outside.network_tx_bytes,
             };
             let full = sample.fs_available_bytes == Some(0)
                 || r.limits
