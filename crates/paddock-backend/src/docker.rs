@@ -9,7 +9,9 @@
 //! * Hardened by default: every capability dropped, `no-new-privileges`, a non-root
 //!   user (`1000:1000`), a read-only root filesystem with a tmpfs `/tmp`, pids / memory
 //!   / CPU limits from the execution profile, `init` to reap zombies, and the labels
-//!   `paddock.managed=true`, `paddock.runner_id`, `paddock.session_id`.
+//!   `paddock.managed=true`, `paddock.runner_id`, `paddock.session_id`, and
+//!   `paddock.root` (this Paddock's runner directory: several Paddocks may share an
+//!   engine, and each adopts and sweeps only its own containers).
 //! * Networks: `none` (no interface but loopback), `unrestricted` (the default
 //!   bridge), `limited` (an internal network of its own whose only way out is an
 //!   allowlisting egress proxy Paddock runs on that network's gateway address; no DNS
@@ -164,6 +166,11 @@ impl DockerBackend {
         self.cfg.root.join(id)
     }
 
+    /// Which Paddock a container belongs to: its runner directory root on this host.
+    fn root_label(&self) -> String {
+        self.cfg.root.display().to_string()
+    }
+
     fn socket(&self, id: &str) -> PathBuf {
         self.dir(id).join("sock").join("worker.sock")
     }
@@ -227,6 +234,7 @@ impl DockerBackend {
                         labels: Some(HashMap::from([
                             ("paddock.managed".to_string(), "true".to_string()),
                             ("paddock.runner_id".to_string(), id.to_string()),
+                            ("paddock.root".to_string(), self.root_label()),
                         ])),
                         ..Default::default()
                     })
@@ -389,6 +397,7 @@ impl DockerBackend {
         let mut labels = HashMap::from([
             ("paddock.managed".to_string(), "true".to_string()),
             ("paddock.runner_id".to_string(), id.clone()),
+            ("paddock.root".to_string(), self.root_label()),
         ]);
         if let Some(s) = &spec.session_id {
             labels.insert("paddock.session_id".into(), s.clone());
@@ -624,9 +633,13 @@ impl crate::Backend for DockerBackend {
         let list = docker
             .list_containers(Some(ListContainersOptions {
                 all: true,
+                // Only this Paddock's: several may share one engine.
                 filters: Some(HashMap::from([(
                     "label".to_string(),
-                    vec!["paddock.managed=true".to_string()],
+                    vec![
+                        "paddock.managed=true".to_string(),
+                        format!("paddock.root={}", self.root_label()),
+                    ],
                 )])),
                 ..Default::default()
             }))
