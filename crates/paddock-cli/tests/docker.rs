@@ -211,8 +211,24 @@ fn docker_runners_are_hardened_survive_restarts_and_orphans_are_stopped() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     drop(s4);
-    for n in [name, format!("paddock-{lid}")] {
-        let _ = Command::new("docker").args(["rm", "-f", &n]).output();
+    remove_containers_of(d.path());
+}
+
+/// Removes every container of the Paddock whose data directory is `data` (a warm
+/// pool may have been refilling when the server was stopped).
+fn remove_containers_of(data: &std::path::Path) {
+    let root = data.join("docker");
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=paddock.root={}", root.display()),
+        ])
+        .output()
+        .expect("docker ps");
+    for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+        let _ = Command::new("docker").args(["rm", "-f", id]).output();
     }
 }
 
@@ -375,10 +391,6 @@ warm_pool = 2
         old["state"], "stopped",
         "the oldest idle runner made room: {old}"
     );
-    for r in runners(&url) {
-        if let Some(id) = r["id"].as_str() {
-            http("DELETE", &format!("{url}/v1/runners/{id}"), None);
-        }
-    }
     drop(s);
+    remove_containers_of(d.path());
 }
