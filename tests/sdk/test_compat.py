@@ -12,6 +12,7 @@ archive the agents they create (archived agents are excluded from the default li
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import threading
@@ -27,6 +28,8 @@ MODEL = "claude-sonnet-4-6"
 
 # Upper bound for anything that waits on the server (stream delivery, processing of an event).
 WAIT_SECONDS = 10.0
+# Upper bound for a whole agent turn (two model calls, a runner started, a tool run).
+TURN_SECONDS = 60.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -484,7 +487,181 @@ def test_events_send_list_stream(client: anthropic.Anthropic, tag: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# 6. errors
+# 6. the built-in agent: a tool-using turn, streamed with previews (`event_deltas`)
+# --------------------------------------------------------------------------------------------
+
+# What the stream reader puts in the queue when the stream ends.
+_STREAM_END = object()
+
+
+def _agent_spec() -> Dict[str, Any]:
+    """The scripted model the server was configured with (set by crates/paddock-server/tests/sdk.rs)."""
+    raw = os.environ.get("PADDOCK_SDK_AGENT")
+    if not raw:
+        pytest.skip("PADDOCK_SDK_AGENT is not set (the server needs a scripted model provider)")
+    return json.loads(raw)
+
+
+def _is_subsequence(wanted: List[str], seen: List[str]) -> bool:
+    it = iter(seen)
+    return all(any(t == w for t in it) for w in wanted)
+
+
+def test_agent_turn_with_tool_streams_previews(client: anthropic.Anthropic, tag: str) -> None:
+    spec = _agent_spec()
+    # `tool_profile` is a Paddock field the SDK has no parameter for: sent with extra_body.
+    agent = client.beta.agents.create(
+        model=spec["model"],
+        name=f"compat-agent-turn-{tag}",
+        system="You are a test agent.",
+        metadata={"compat_tag": tag},
+        extra_body={"tool_profile": "full"},
+    )
+    env = _make_environment(client, tag)
+    session = client.beta.sessions.create(agent=agent.id, environment_id=env.id, title=f"compat-turn-{tag}")
+    try:
+        assert session.agent.model.id == spec["model"]
+
+        # Open the stream (in a reader thread) before sending, so the whole turn is on it;
+        # the main thread enforces an overall deadline (keep-alives would otherwise keep a
+        # stalled stream's reads alive for ever).
+        opened = threading.Event()
+        items: "queue.Queue[Any]" = queue.Queue()
+        holder: Dict[str, Any] = {}
+
+        def reader() -> None:
+            try:
+                stream = client.beta.sessions.events.stream(
+                    session.id, event_deltas=["agent.message"], timeout=TURN_SECONDS
+                )
+                holder["stream"] = stream
+                opened.set()
+                with stream:
+                    for event in stream:
+                        items.put(event)
+                items.put(_STREAM_END)
+            except BaseException as err:  # surfaced to the main thread
+                items.put(err)
+            finally:
+                opened.set()
+
+        thread = threading.Thread(target=reader, name="paddock-sse-turn-reader", daemon=True)
+        thread.start()
+        seen: List[Any] = []
+        try:
+            assert opened.wait(WAIT_SECONDS), "events.stream did not return response headers in time"
+            if "stream" not in holder:
+                outcome = items.get_nowait()
+                raise AssertionError(f"events.stream failed to open: {outcome!r}") from (
+                    outcome if isinstance(outcome, BaseException) else None
+                )
+            assert holder["stream"].response.status_code == 200
+
+            client.beta.sessions.events.send(session.id, events=[_text_message(f"please run the command {tag}")])
+
+            deadline = time.monotonic() + TURN_SECONDS
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"the turn did not end within {TURN_SECONDS}s; saw {[e.type for e in seen]}")
+                try:
+                    item = items.get(timeout=left)
+                except queue.Empty:
+                    continue
+                if item is _STREAM_END:
+                    raise AssertionError(f"the stream ended before the turn did; saw {[e.type for e in seen]}")
+                if isinstance(item, BaseException):
+                    raise AssertionError(f"stream reader failed: {item!r}") from item
+                seen.append(item)
+                if item.type == "session.status_idle":
+                    break
+        finally:
+            stream = holder.get("stream")
+            if stream is not None:
+                _best_effort(stream.close)
+            thread.join(timeout=5)
+
+        types = [e.type for e in seen]
+        errors = [e for e in seen if e.type == "session.error"]
+        assert not errors, f"the turn failed: {errors!r}"
+        assert seen[-1].stop_reason.type == "end_turn", f"turn ended with {seen[-1].stop_reason!r}; saw {types}"
+        assert _is_subsequence(
+            [
+                "session.status_running",
+                "span.model_request_start",
+                "agent.message",
+                "agent.tool_use",
+                "span.model_request_end",
+                "session.usage",
+                "agent.tool_result",
+                "span.model_request_start",
+                "agent.message",
+                "span.model_request_end",
+                "session.status_idle",
+            ],
+            types,
+        ), f"unexpected event order: {types}"
+
+        # -- previews: event_start, then event_deltas, then the agent.message with that id ----
+        messages = [(i, e) for i, e in enumerate(seen) if e.type == "agent.message"]
+        assert len(messages) == 2, f"expected two agent.message events; saw {types}"
+        first_at, first = messages[0]
+        assert _texts(first) == [spec["first_text"]]
+        starts = [(i, e) for i, e in enumerate(seen) if e.type == "event_start"]
+        assert starts, f"no event_start preview arrived; saw {types}"
+        first_starts = [(i, e) for i, e in starts if e.event.id == first.id]
+        assert len(first_starts) == 1, f"one event_start announces {first.id}; got {starts!r}"
+        start_at, start = first_starts[0]
+        assert start.event.type == "agent.message"
+        assert start_at < first_at, "event_start must come before the event it previews"
+        deltas = [(i, e) for i, e in enumerate(seen) if e.type == "event_delta" and e.event_id == first.id]
+        assert len(deltas) >= spec["min_deltas"], f"expected at least {spec['min_deltas']} event_delta previews; saw {types}"
+        for i, d in deltas:
+            assert start_at < i < first_at, f"event_delta at {i} is outside its preview ({start_at}..{first_at}): {types}"
+            assert d.delta.type == "content_delta"
+            assert d.delta.index == 0
+            assert d.delta.content.type == "text"
+        assert "".join(d.delta.content.text for _, d in deltas) == spec["first_text"], "the deltas add up to the message"
+        # Every preview ends in a stored message with its id; every delta belongs to a started preview.
+        message_ids = {e.id for _, e in messages}
+        assert {e.event.id for _, e in starts} <= message_ids, "an event_start has no final agent.message"
+        started = {e.event.id for _, e in starts}
+        assert all(e.event_id in started for e in seen if e.type == "event_delta"), "an event_delta has no event_start"
+
+        # -- the tool call and its result -------------------------------------------------
+        tool_uses = [e for e in seen if e.type == "agent.tool_use"]
+        assert len(tool_uses) == 1, f"saw {types}"
+        tool_use = tool_uses[0]
+        assert tool_use.name == "bash"
+        assert tool_use.input == {"command": spec["command"]}
+        assert tool_use.evaluated_permission == "allow"
+        results = [e for e in seen if e.type == "agent.tool_result"]
+        assert len(results) == 1, f"saw {types}"
+        result = results[0]
+        assert result.tool_use_id == tool_use.id
+        assert not result.is_error, f"the tool failed: {result!r}"
+        assert any(spec["tool_output"] in text for text in _texts(result)), f"tool output missing: {result!r}"
+
+        # -- metering and the final answer ---------------------------------------------------
+        usage = [(e.model_usage.input_tokens, e.model_usage.output_tokens) for e in seen if e.type == "span.model_request_end"]
+        assert usage == [tuple(u) for u in spec["usage"]], f"model_usage per call: {usage}"
+        assert _texts(messages[-1][1]) == [spec["final_text"]]
+
+        # -- history holds the events, never the previews ---------------------------------------
+        stored = list(client.beta.sessions.events.list(session.id, limit=100))
+        stored_types = [e.type for e in stored]
+        assert "event_start" not in stored_types and "event_delta" not in stored_types, stored_types
+        stored_ids = {e.id for e in stored}
+        assert message_ids <= stored_ids, "the previewed agent.message events are stored under the previewed ids"
+        assert tool_use.id in stored_ids and result.id in stored_ids
+    finally:
+        _best_effort(lambda: client.beta.sessions.delete(session.id))
+        _best_effort(lambda: client.beta.environments.delete(env.id))
+        _best_effort(lambda: client.beta.agents.archive(agent.id))
+
+
+# --------------------------------------------------------------------------------------------
+# 7. errors
 # --------------------------------------------------------------------------------------------
 
 

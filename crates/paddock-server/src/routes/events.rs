@@ -248,12 +248,10 @@ fn event_stream(st: StreamState) -> impl Stream<Item = Result<SseEvent, Infallib
                     None => std::future::pending().await,
                 }
             };
+            // Previews first: they precede the event they announce, which is stored
+            // right after them.
             tokio::select! {
-                changed = st.rx.changed() => {
-                    if changed.is_err() {
-                        return None;
-                    }
-                }
+                biased;
                 p = preview => {
                     if let Ok(p) = p {
                         let wanted = st.previews.as_ref().map(|(_, w)| w.clone()).unwrap_or_default();
@@ -262,6 +260,11 @@ fn event_stream(st: StreamState) -> impl Stream<Item = Result<SseEvent, Infallib
                         }
                     }
                     // Lagged (a slow stream misses previews, never events) or not wanted.
+                }
+                changed = st.rx.changed() => {
+                    if changed.is_err() {
+                        return None;
+                    }
                 }
                 _ = st.shutdown.changed() => return None,
             }
