@@ -726,7 +726,7 @@ impl AgentRuntime {
         let (provider, model, provider_name) = match self.provider_for(&session.agent.model.id) {
             Ok(x) => x,
             Err(e) => {
-                self.model_failed(session, &start.id, &e).await?;
+                self.model_failed(session, &e).await?;
                 return Ok(true);
             }
         };
@@ -745,7 +745,7 @@ impl AgentRuntime {
         let mut stream = match stream {
             Ok(s) => s,
             Err(e) => {
-                self.model_failed(session, &start.id, &e).await?;
+                self.model_failed(session, &e).await?;
                 return Ok(true);
             }
         };
@@ -796,7 +796,7 @@ impl AgentRuntime {
                 Ok(StreamEvent::Stop(s)) => stop = Some(s),
                 Err(e) => {
                     self.flush_text(sid, &mut text, &mut text_id).await?;
-                    self.model_failed(session, &start.id, &e).await?;
+                    self.model_failed(session, &e).await?;
                     return Ok(true);
                 }
             }
@@ -915,20 +915,15 @@ impl AgentRuntime {
         Ok(())
     }
 
-    /// A model call failed: close its span, report the error, end the turn.
-    async fn model_failed(
-        &self,
-        session: &Session,
-        start_id: &str,
-        e: &ProviderError,
-    ) -> ApiResult<()> {
+    /// A model call failed: close its span (the turn's open call), report the error,
+    /// end the turn.
+    async fn model_failed(&self, session: &Session, e: &ProviderError) -> ApiResult<()> {
         tracing::warn!(session_id = %session.id, error = %e, "model call failed");
         let err = e.session_error();
         // The turn is abandoned either way; `retry_status` tells a passing failure
         // (`exhausted`) from one only an operator can fix (`terminal`).
         let stop = json!({"type": "retries_exhausted"});
         let view = View::build(&self.load(&session.id).await?);
-        let _ = start_id; // the open span is closed by end_turn (it is the open call)
         self.end_turn(
             &session.id,
             &view,
