@@ -940,3 +940,54 @@ fn a_pending_confirmation_survives_a_restart() {
         assert_eq!(rig.models.request_count(), 2);
     }
 }
+
+#[test]
+fn a_provider_key_can_come_from_a_vault() {
+    let mut rig = Rig::new("anthropic", vec![Reply::text(["keyed"]).into()]);
+    let vault = rig.ok(
+        "POST",
+        "/v1/vaults",
+        Some(json!({"display_name": "providers"})),
+    );
+    let cred = rig.ok(
+        "POST",
+        &format!("/v1/vaults/{}/credentials", vault["id"].as_str().expect("id")),
+        Some(json!({"auth": {"type": "static_bearer", "token": "sk-from-the-vault", "mcp_server_url": "https://unused.example"}})),
+    );
+    // The key is read from the vault at start.
+    let (status, _) = rig.serve.take().expect("serving").terminate();
+    assert!(status.success());
+    let mut cfg = std::fs::read_to_string(&rig.config).expect("config");
+    cfg.push_str(&format!(
+        "\n[agent.provider_keys.scripted]\nvault_id = {:?}\ncredential_id = {:?}\n",
+        vault["id"].as_str().expect("id"),
+        cred["id"].as_str().expect("id"),
+    ));
+    std::fs::write(&rig.config, cfg).expect("config");
+    rig.start();
+    let sid = rig.session(json!({}));
+    rig.say(&sid, "hello");
+    rig.wait_idle(&sid, "end_turn", 1);
+    let req = &rig.models.requests()[0];
+    assert_eq!(
+        req.header("x-api-key"),
+        Some("sk-from-the-vault"),
+        "the vault's key, not the environment's"
+    );
+    // A provider key naming a credential that does not exist stops the start.
+    let mut cfg = std::fs::read_to_string(&rig.config).expect("config");
+    cfg = cfg.replace(cred["id"].as_str().expect("id"), "vcrd_missing");
+    std::fs::write(&rig.config, &cfg).expect("config");
+    let (status, _) = rig.serve.take().expect("serving").terminate();
+    assert!(status.success());
+    let out = std::process::Command::new(common::BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(rig.dir.path())
+        .arg("--config")
+        .arg(&rig.config)
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("agent.provider_keys.scripted"), "{err}");
+}
