@@ -568,7 +568,7 @@ runbook = "base"
     );
     let c = stats("paddock serve: POST /v1/runners, no pool (cold)", cold);
     stats(
-        "pool back to {POOL} running after a claim (no request)",
+        &format!("pool back to {POOL} running after a claim (no request)"),
         refill,
     );
     ratio("cold / warm claim", c, w, None);
