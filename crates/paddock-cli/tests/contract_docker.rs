@@ -273,3 +273,65 @@ async fn limited_networking_goes_only_through_the_allowlisting_proxy() {
     assert_eq!(again.stdout_text(), "200", "after re-attaching: {again:?}");
     b2.destroy(&id).await.expect("destroy");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_memory_and_cpu_limits_hold() {
+    use paddock_backend::{Enforcement, Limits, NetworkPolicy};
+    if !available() {
+        return;
+    }
+    let d = data_dir();
+    let b = docker(d.path());
+    let spec = contract::spec(
+        NetworkPolicy::None,
+        Limits {
+            memory_mb: Some(64),
+            cpu: Some(0.5),
+            ..Limits::default()
+        },
+    );
+    let p = b.provision(&spec).await.expect("provision");
+    assert_eq!(p.enforced.memory, Some(Enforcement::Container));
+    assert_eq!(p.enforced.cpu, Some(Enforcement::Container));
+    let w = paddock_backend::WorkerClient::new(p.connector.clone());
+    // A 256 MiB allocation in a 64 MiB container (no swap beyond it) cannot succeed;
+    // a small one can.
+    let small = contract::sh(
+        &w,
+        "python3 -c 'b = bytearray(16 * 1024 * 1024); print(len(b))'",
+    )
+    .await;
+    assert_eq!(small.stdout_text().trim(), "16777216", "{small:?}");
+    let big = contract::sh(
+        &w,
+        "python3 -c 'b = bytearray(256 * 1024 * 1024); print(len(b))' 2>&1",
+    )
+    .await;
+    assert!(
+        big.code != Some(0) || big.signal.is_some(),
+        "a 256 MiB allocation succeeded under a 64 MiB limit: {big:?}"
+    );
+    // The CPU quota is the engine's: half a CPU.
+    let quota = contract::sh(
+        &w,
+        "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us 2>/dev/null || cat /sys/fs/cgroup/cpu.max",
+    )
+    .await;
+    let nums: Vec<u64> = quota
+        .stdout_text()
+        .split_whitespace()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    assert!(
+        nums.len() == 2 && nums[0] * 2 == nums[1],
+        "expected a quota of half the period: {quota:?}"
+    );
+    // An OOM kill is counted from outside (the container's memory cgroup).
+    if big.signal == Some(9) {
+        assert!(
+            b.oom_kills(&spec.runner_id).unwrap_or(0) >= 1,
+            "the OOM kill of {big:?} was not counted"
+        );
+    }
+    b.destroy(&spec.runner_id).await.expect("destroy");
+}

@@ -175,16 +175,28 @@ fn docker_runners_are_hardened_survive_restarts_and_orphans_are_stopped() {
     assert!(out.starts_with("42\n"), "{py}");
     assert!(!out.contains("rc=0"), "ls exists in the locked image: {py}");
 
-    // SIGTERM leaves the container running; the next Paddock adopts it.
+    // SIGTERM leaves the container running; the next Paddock adopts it. A container
+    // removed while Paddock is down is marked lost.
+    let (code, lose) = http("POST", &format!("{}/v1/runners", s.url), Some(json!({})));
+    assert_eq!(code, 200, "{lose}");
+    let lose = lose["id"].as_str().expect("id").to_string();
     let (status, _) = s.terminate();
     assert!(status.success());
     assert!(
         container_running(&name),
         "a graceful shutdown must not stop runners"
     );
+    let gone = Command::new("docker")
+        .args(["rm", "-f", &format!("paddock-{lose}")])
+        .output()
+        .expect("docker rm");
+    assert!(gone.status.success());
     let s2 = Serve::start_with(d.path(), Some(&cfg));
     let (_, r) = http("GET", &format!("{}/v1/runners/{id}", s2.url), None);
     assert_eq!(r["state"], "running", "adopted: {r}");
+    let (_, l) = http("GET", &format!("{}/v1/runners/{lose}", s2.url), None);
+    assert_eq!(l["state"], "errored", "{l}");
+    assert!(l["error"].as_str().unwrap_or("").contains("lost"), "{l}");
     let v = exec(&s2.url, &id, "cat mark");
     assert_eq!(v["stdout"], "hi\n");
     // A crash too.
