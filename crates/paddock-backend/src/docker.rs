@@ -34,7 +34,7 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 
 use crate::local::WorkerCommand;
-use crate::Backend;
+use crate::{io, Backend};
 use crate::{
     BackendError, Capabilities, Connector, Enforced, Enforcement, Isolation, Managed,
     NetworkPolicy, Provisioned, Result, RunnerSpec, Stats,
@@ -96,11 +96,6 @@ pub struct DockerBackend {
     docker: OnceCell<Docker>,
     /// Egress proxies of `limited` runners, by runner id.
     proxies: Arc<Mutex<HashMap<String, paddock_egress::EgressProxy>>>,
-}
-
-fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BackendError {
-    let context = context.into();
-    move |e| BackendError::io(context, e)
 }
 
 fn engine(context: &str, e: bollard::errors::Error) -> BackendError {

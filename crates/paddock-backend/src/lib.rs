@@ -61,6 +61,12 @@ impl BackendError {
 
 pub type Result<T, E = BackendError> = std::result::Result<T, E>;
 
+/// `map_err` adapter: an I/O error with what was being done.
+pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BackendError {
+    let context = context.into();
+    move |e| BackendError::io(context, e)
+}
+
 /// Everything a backend needs to build one runner's sandbox.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunnerSpec {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::worker::WorkerClient;
 use crate::{
-    cgroup, Backend, BackendError, Capabilities, Connector, Enforced, Enforcement, Managed,
+    cgroup, io, Backend, BackendError, Capabilities, Connector, Enforced, Enforcement, Managed,
     NetworkPolicy, Provisioned, Result, RunnerSpec,
 };
 
@@ -88,11 +88,6 @@ fn which(name: &str) -> Option<PathBuf> {
             .map(|d| d.join(name))
             .find(|p| p.is_file())
     })
-}
-
-fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BackendError {
-    let context = context.into();
-    move |e| BackendError::io(context, e)
 }
 
 /// Whether `pid` is alive and its command line mentions `needle` (guards pid reuse).

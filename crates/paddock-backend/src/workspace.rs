@@ -4,12 +4,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use crate::{BackendError, Result};
-
-fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BackendError {
-    let context = context.into();
-    move |e| BackendError::io(context, e)
-}
+use crate::{io, BackendError, Result};
 
 /// Writes `ws` as a tar.gz to `dest` (atomically); returns its size.
 pub(crate) async fn archive(ws: &Path, runner_id: &str, dest: &Path) -> Result<u64> {
