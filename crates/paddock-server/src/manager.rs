@@ -38,6 +38,27 @@ pub struct CreateRunner {
     pub budget: Option<paddock_core::common::Money>,
 }
 
+/// The network a runner gets: the profile's policy, narrowed to what the environment
+/// asks for.
+pub(crate) fn runner_network(
+    profile: &paddock_core::profile::ExecutionProfile,
+    env: Option<&paddock_core::environment::Environment>,
+) -> NetworkPolicy {
+    let network = profile.network_policy();
+    match env.map(|e| &e.config) {
+        Some(paddock_core::environment::EnvConfig::Cloud { networking, .. }) => {
+            let asked = match networking {
+                Networking::Unrestricted {} => NetworkPolicy::Unrestricted,
+                Networking::Limited { allowed_hosts, .. } => NetworkPolicy::Limited {
+                    allowed_hosts: allowed_hosts.clone(),
+                },
+            };
+            network.narrowest(&asked)
+        }
+        _ => network,
+    }
+}
+
 pub struct Manager {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) hub: Arc<Hub>,
@@ -329,18 +350,7 @@ impl Manager {
                 (None, c) => c,
             };
         }
-        let mut network = profile.network_policy();
-        if let Some(e) = &env {
-            if let paddock_core::environment::EnvConfig::Cloud { networking, .. } = &e.config {
-                let asked = match networking {
-                    Networking::Unrestricted {} => NetworkPolicy::Unrestricted,
-                    Networking::Limited { allowed_hosts, .. } => NetworkPolicy::Limited {
-                        allowed_hosts: allowed_hosts.clone(),
-                    },
-                };
-                network = network.narrowest(&asked);
-            }
-        }
+        let network = runner_network(profile, env.as_ref());
         if let Some(b) = &req.budget {
             b.validate("budget")?;
         }

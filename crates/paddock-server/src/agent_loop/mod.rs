@@ -688,23 +688,7 @@ impl AgentRuntime {
         else {
             return NetworkPolicy::None;
         };
-        let mut network = profile.network_policy();
-        if let Some(paddock_core::environment::EnvConfig::Cloud { networking, .. }) =
-            env.as_ref().map(|e| &e.config)
-        {
-            let asked = match networking {
-                paddock_core::environment::Networking::Unrestricted {} => {
-                    NetworkPolicy::Unrestricted
-                }
-                paddock_core::environment::Networking::Limited { allowed_hosts, .. } => {
-                    NetworkPolicy::Limited {
-                        allowed_hosts: allowed_hosts.clone(),
-                    }
-                }
-            };
-            network = network.narrowest(&asked);
-        }
-        network
+        crate::manager::runner_network(profile, env.as_ref())
     }
 
     async fn available(&self, s: &Session) -> Vec<AvailableTool> {
