@@ -557,15 +557,21 @@ fn worker_command(config: &Config) -> Result<WorkerCommand, ServerError> {
         Some(p) => p.clone(),
         None => std::env::current_exe()?,
     };
+    Ok(worker_at(path))
+}
+
+/// The worker at `path`: `paddock` runs it as its `worker` subcommand, any other
+/// binary (a standalone `paddock-worker`) directly.
+fn worker_at(path: std::path::PathBuf) -> WorkerCommand {
     let is_paddock = path.file_name().is_some_and(|n| n == "paddock");
-    Ok(WorkerCommand {
+    WorkerCommand {
         args: if is_paddock {
             vec!["worker".into()]
         } else {
             vec![]
         },
         path,
-    })
+    }
 }
 
 fn backends(config: &Config) -> Result<BTreeMap<String, Arc<dyn Backend>>, ServerError> {
@@ -582,22 +588,12 @@ fn backends(config: &Config) -> Result<BTreeMap<String, Arc<dyn Backend>>, Serve
     map.insert("local".into(), Arc::new(local));
     let d = &config.docker;
     let worker = match &d.worker {
-        Some(p) => WorkerCommand {
-            args: if p.file_name().is_some_and(|n| n == "paddock") {
-                vec!["worker".into()]
-            } else {
-                vec![]
-            },
-            path: p.clone(),
-        },
+        Some(p) => worker_at(p.clone()),
         None => {
             // A static worker beside this binary runs in any image; else this binary.
             let exe = std::env::current_exe()?;
             match exe.parent().map(|p| p.join("paddock-worker")) {
-                Some(p) if p.is_file() => WorkerCommand {
-                    path: p,
-                    args: vec![],
-                },
+                Some(p) if p.is_file() => worker_at(p),
                 _ => WorkerCommand {
                     path: exe,
                     args: vec!["worker".into()],
