@@ -983,55 +983,45 @@ impl AgentRuntime {
 
     /// A worker for the session's runner, provisioning one at the first tool call.
     async fn worker_for(&self, s: &Session) -> Result<(WorkerClient, String), String> {
+        let mut running = None;
         if let Some(rid) = &s.runner_id {
             match self.store.get_runner(rid).await {
-                Ok(r) if r.state == RunnerState::Running => {
-                    return self
-                        .manager
-                        .worker(rid)
-                        .await
-                        .map(|w| (w, rid.clone()))
-                        .map_err(|e| e.to_string());
-                }
+                Ok(r) if r.state == RunnerState::Running => running = Some(rid.clone()),
                 Ok(r) if r.state == RunnerState::Stopped => {
                     let r = self.manager.start(rid).await.map_err(|e| e.to_string())?;
                     if r.state == RunnerState::Running {
-                        return self
-                            .manager
-                            .worker(rid)
-                            .await
-                            .map(|w| (w, rid.clone()))
-                            .map_err(|e| e.to_string());
+                        running = Some(r.id);
                     }
                 }
                 _ => {}
             }
         }
-        let r = self
-            .manager
-            .create(CreateRunner {
-                environment_id: Some(s.environment_id.clone()),
-                execution_profile: None,
-                session_id: Some(s.id.clone()),
-                env: None,
-                idle_timeout_secs: None,
-                budget: None,
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-        if r.state != RunnerState::Running {
-            return Err(r
-                .reason
-                .clone()
-                .or(r.error.clone())
-                .unwrap_or_else(|| format!("the runner is {}", r.state)));
-        }
-        let w = self
-            .manager
-            .worker(&r.id)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok((w, r.id))
+        let rid = match running {
+            Some(rid) => rid,
+            None => {
+                let r = self
+                    .manager
+                    .create(CreateRunner {
+                        environment_id: Some(s.environment_id.clone()),
+                        execution_profile: None,
+                        session_id: Some(s.id.clone()),
+                        env: None,
+                        idle_timeout_secs: None,
+                        budget: None,
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if r.state != RunnerState::Running {
+                    return Err(r
+                        .reason
+                        .or(r.error)
+                        .unwrap_or_else(|| format!("the runner is {}", r.state)));
+                }
+                r.id
+            }
+        };
+        let w = self.manager.worker(&rid).await.map_err(|e| e.to_string())?;
+        Ok((w, rid))
     }
 
     async fn run_tool(
