@@ -14,6 +14,9 @@
 //! two differ when the first frames of a stream wait on the client's delayed ACK
 //! (small writes held back by Nagle's algorithm on a socket without `TCP_NODELAY`).
 
+mod common;
+use common::stats;
+
 use futures::StreamExt;
 use paddock_agent::provider::{
     build_provider, ApiKey, Message, ModelRequest, ProviderConfig, ProviderKind, StreamEvent,
@@ -37,20 +40,6 @@ const KEY_ENV: &str = "PADDOCK_BENCH_MODEL_KEY";
 const KEY: &str = "sk-bench-scripted-0123";
 const MODEL: &str = "bench-model";
 const TURN_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn stats(name: &str, mut xs: Vec<Duration>) -> Duration {
-    xs.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let pct = |p: f64| xs[((xs.len() as f64 - 1.0) * p).round() as usize];
-    println!(
-        "{name:<52} n={:<4} min {:>8.2} ms   median {:>8.2} ms   p90 {:>8.2} ms",
-        xs.len(),
-        ms(xs[0]),
-        ms(pct(0.5)),
-        ms(pct(0.9))
-    );
-    pct(0.5)
-}
 
 /// The scripted answer of every turn: `CHUNKS` text deltas, the first one at once.
 fn reply() -> Reply {

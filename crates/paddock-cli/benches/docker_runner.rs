@@ -18,6 +18,9 @@
 //! bench's included; and the `paddock serve` of section 2 would sweep other people's,
 //! so that section is skipped while the engine holds Paddock containers not this run's.
 
+mod common;
+use common::stats;
+
 use paddock_backend::docker::{DockerBackend, DockerConfig};
 use paddock_backend::local::WorkerCommand;
 use paddock_backend::{Backend, Limits, NetworkPolicy, WorkerClient};
@@ -44,20 +47,6 @@ const POOL: usize = 2;
 const IDLE_N: usize = 50;
 const SWEPT: &str = "if the container is gone, another `paddock serve` on this machine probably \
                      swept it as an orphan: run this bench alone on its Docker engine";
-
-fn stats(name: &str, mut xs: Vec<Duration>) -> Duration {
-    xs.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let pct = |p: f64| xs[((xs.len() as f64 - 1.0) * p).round() as usize];
-    println!(
-        "{name:<56} n={:<4} min {:>8.2} ms   median {:>8.2} ms   p90 {:>8.2} ms",
-        xs.len(),
-        ms(xs[0]),
-        ms(pct(0.5)),
-        ms(pct(0.9))
-    );
-    pct(0.5)
-}
 
 fn ratio(what: &str, num: Duration, den: Duration, target: Option<f64>) {
     let r = num.as_secs_f64() / den.as_secs_f64();

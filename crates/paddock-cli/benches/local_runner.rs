@@ -3,6 +3,9 @@
 //! Paddock local runner's time to first exec, and exec round-trip latency on a running
 //! runner. Run with `cargo bench -p paddock-cli --bench local_runner`.
 
+mod common;
+use common::stats;
+
 use paddock_backend::local::{LocalBackend, LocalConfig, WorkerCommand};
 use paddock_backend::{Backend, Limits, NetworkPolicy, WorkerClient};
 use paddock_testkit::contract;
@@ -11,19 +14,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn stats(name: &str, mut xs: Vec<Duration>) {
-    xs.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let pct = |p: f64| xs[((xs.len() as f64 - 1.0) * p).round() as usize];
-    println!(
-        "{name:<44} n={:<4} min {:>8.2} ms   median {:>8.2} ms   p90 {:>8.2} ms",
-        xs.len(),
-        ms(xs[0]),
-        ms(pct(0.5)),
-        ms(pct(0.9))
-    );
-}
 
 fn bare_bwrap(setpriv: bool) -> Duration {
     let mut cmd = if setpriv {
