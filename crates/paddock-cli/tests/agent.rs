@@ -129,6 +129,24 @@ output = 2000.0
         s["id"].as_str().expect("session id").to_string()
     }
 
+    /// The session's runner (there must be one).
+    fn runner_of(&self, sid: &str) -> String {
+        self.ok("GET", &format!("/v1/sessions/{sid}"), None)["runner_id"]
+            .as_str()
+            .expect("runner")
+            .to_string()
+    }
+
+    /// Whether `path` exists in the runner's workspace (the file API's status).
+    fn stat(&self, rid: &str, path: &str) -> u16 {
+        self.call(
+            "GET",
+            &format!("/v1/runners/{rid}/files/stat?path={path}"),
+            None,
+        )
+        .0
+    }
+
     fn send(&self, sid: &str, events: Value) -> (u16, Value) {
         self.call(
             "POST",
@@ -580,22 +598,9 @@ fn permissions_deny_ask_allow_and_custom_tools() {
             .to_string()
             .contains("forty-two"));
         // The denied command never ran; the allowed one did.
-        let rid = rig.ok("GET", &format!("/v1/sessions/{sid}"), None)["runner_id"]
-            .as_str()
-            .expect("runner")
-            .to_string();
-        let (code, _) = rig.call(
-            "GET",
-            &format!("/v1/runners/{rid}/files/stat?path=denied.txt"),
-            None,
-        );
-        assert_eq!(code, 404);
-        let (code, _) = rig.call(
-            "GET",
-            &format!("/v1/runners/{rid}/files/stat?path=asked.txt"),
-            None,
-        );
-        assert_eq!(code, 200);
+        let rid = rig.runner_of(&sid);
+        assert_eq!(rig.stat(&rid, "denied.txt"), 404);
+        assert_eq!(rig.stat(&rid, "asked.txt"), 200);
     }
 }
 
@@ -740,16 +745,12 @@ fn an_interrupt_stops_a_long_command() {
         );
         // The command was killed: its file never appears.
         std::thread::sleep(Duration::from_secs(4));
-        let rid = rig.ok("GET", &format!("/v1/sessions/{sid}"), None)["runner_id"]
-            .as_str()
-            .expect("runner")
-            .to_string();
-        let (code, _) = rig.call(
-            "GET",
-            &format!("/v1/runners/{rid}/files/stat?path=late.txt"),
-            None,
+        let rid = rig.runner_of(&sid);
+        assert_eq!(
+            rig.stat(&rid, "late.txt"),
+            404,
+            "[{kind}] the interrupted command went on"
         );
-        assert_eq!(code, 404, "[{kind}] the interrupted command went on");
         // The session takes the next message normally.
         rig.say(&sid, "go on");
         let evs = rig.wait_idle(&sid, "end_turn", 2);
