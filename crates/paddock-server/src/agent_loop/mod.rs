@@ -48,6 +48,9 @@ struct Control {
     dirty: AtomicBool,
     wake: Notify,
     interrupts: watch::Sender<u64>,
+    /// The view so far and the last event it has seen: each step reads only what
+    /// was appended since.
+    view: Mutex<(i64, View)>,
 }
 
 pub struct AgentRuntime {
@@ -283,16 +286,20 @@ impl AgentRuntime {
         }
     }
 
-    async fn load(&self, sid: &str) -> ApiResult<Vec<Event>> {
-        let mut out: Vec<Event> = Vec::new();
+    /// The session's view, brought up to date with the events appended since the
+    /// driver last looked.
+    async fn view(&self, sid: &str, c: &Control) -> ApiResult<View> {
+        let (mut seen, mut view) = c.view.lock().unwrap_or_else(|p| p.into_inner()).clone();
         loop {
-            let after = out.last().map(|e| e.seq).unwrap_or(0);
-            let batch = self.store.events_after(sid, after, 1000).await?;
-            if batch.is_empty() {
-                return Ok(out);
+            let batch = self.store.events_after(sid, seen, 1000).await?;
+            let Some(last) = batch.last() else { break };
+            seen = last.seq;
+            for e in &batch {
+                view.apply(e);
             }
-            out.extend(batch);
         }
+        *c.view.lock().unwrap_or_else(|p| p.into_inner()) = (seen, view.clone());
+        Ok(view)
     }
 
     /// Appends events (and a status / usage / turn count in the same transaction).
@@ -331,8 +338,7 @@ impl AgentRuntime {
         if session.archived_at.is_some() || session.status == SessionStatus::Terminated {
             return Ok(false);
         }
-        let events = self.load(sid).await?;
-        let view = View::build(&events);
+        let view = self.view(sid, c).await?;
         let Some(turn) = &view.turn else {
             if view.queued.is_empty() {
                 return Ok(false);
@@ -531,7 +537,7 @@ impl AgentRuntime {
                 .await?;
                 return Ok(true);
             }
-            return self.model_call(&session, &view, &mut irx).await;
+            return self.model_call(&session, &view, c, &mut irx).await;
         }
         self.end_turn(sid, &view, json!({"type": "end_turn"}), "", vec![])
             .await?;
@@ -700,6 +706,7 @@ impl AgentRuntime {
         &self,
         session: &Session,
         view: &View,
+        c: &Control,
         irx: &mut watch::Receiver<u64>,
     ) -> ApiResult<bool> {
         let sid = session.id.as_str();
@@ -710,7 +717,7 @@ impl AgentRuntime {
         let (provider, model, provider_name) = match self.provider_for(&session.agent.model.id) {
             Ok(x) => x,
             Err(e) => {
-                self.model_failed(session, &e).await?;
+                self.model_failed(session, c, &e).await?;
                 return Ok(true);
             }
         };
@@ -729,7 +736,7 @@ impl AgentRuntime {
         let mut stream = match stream {
             Ok(s) => s,
             Err(e) => {
-                self.model_failed(session, &e).await?;
+                self.model_failed(session, c, &e).await?;
                 return Ok(true);
             }
         };
@@ -780,7 +787,7 @@ impl AgentRuntime {
                 Ok(StreamEvent::Stop(s)) => stop = Some(s),
                 Err(e) => {
                     self.flush_text(sid, &mut text, &mut text_id).await?;
-                    self.model_failed(session, &e).await?;
+                    self.model_failed(session, c, &e).await?;
                     return Ok(true);
                 }
             }
@@ -794,7 +801,7 @@ impl AgentRuntime {
                 Some(StopReason::Refusal) => json!({"type": "refusal"}),
                 _ => json!({"type": "end_turn"}),
             };
-            let view = View::build(&self.load(sid).await?);
+            let view = self.view(sid, c).await?;
             self.end_turn(sid, &view, reason, "", vec![]).await?;
         }
         Ok(true)
@@ -901,13 +908,18 @@ impl AgentRuntime {
 
     /// A model call failed: close its span (the turn's open call), report the error,
     /// end the turn.
-    async fn model_failed(&self, session: &Session, e: &ProviderError) -> ApiResult<()> {
+    async fn model_failed(
+        &self,
+        session: &Session,
+        c: &Control,
+        e: &ProviderError,
+    ) -> ApiResult<()> {
         tracing::warn!(session_id = %session.id, error = %e, "model call failed");
         let err = e.session_error();
         // The turn is abandoned either way; `retry_status` tells a passing failure
         // (`exhausted`) from one only an operator can fix (`terminal`).
         let stop = json!({"type": "retries_exhausted"});
-        let view = View::build(&self.load(&session.id).await?);
+        let view = self.view(&session.id, c).await?;
         self.end_turn(
             &session.id,
             &view,

@@ -105,148 +105,159 @@ pub fn blocks_text(blocks: &Value) -> String {
 }
 
 impl View {
+    /// The view of a whole log (the driver applies events as they come).
+    #[cfg(test)]
     pub fn build(events: &[Event]) -> View {
         let mut v = View::default();
         for e in events {
-            let p = &e.payload;
-            match e.kind.as_str() {
-                "user.message" => {
-                    let text = blocks_text(p.get("content").unwrap_or(&Value::Null));
-                    v.queued.push(Message::user(text));
-                }
-                "session.status_running" => match v.turn.as_mut() {
-                    Some(t) => t.waiting_on = None,
-                    None => {
-                        v.turn = Some(Turn {
-                            started_at: Some(e.processed_at),
-                            ..Turn::default()
-                        });
-                        v.turns += 1;
-                        for m in v.queued.drain(..) {
-                            for part in m.content {
-                                push(&mut v.messages, Role::User, part);
-                            }
-                        }
-                    }
-                },
-                "session.status_idle" => {
-                    let reason = &p.get("stop_reason").cloned().unwrap_or(Value::Null);
-                    if reason["type"] == "requires_action" {
-                        if let Some(t) = v.turn.as_mut() {
-                            t.waiting_on = Some(
-                                reason["event_ids"]
-                                    .as_array()
-                                    .into_iter()
-                                    .flatten()
-                                    .filter_map(|i| i.as_str().map(str::to_string))
-                                    .collect(),
-                            );
-                        }
-                    } else {
-                        v.turn = None;
-                    }
-                }
-                "span.model_request_start" => {
-                    if let Some(t) = v.turn.as_mut() {
-                        t.open_call = Some(e.id.clone());
-                        t.open_call_at = Some(e.processed_at);
-                        t.model_calls += 1;
-                        t.last_call_used_tools = false;
-                    }
-                }
-                "span.model_request_end" => {
-                    if let Some(t) = v.turn.as_mut() {
-                        t.open_call = None;
-                    }
-                }
-                "agent.message" => {
-                    let text = blocks_text(p.get("content").unwrap_or(&Value::Null));
-                    push(&mut v.messages, Role::Assistant, ContentPart::Text { text });
-                }
-                "agent.tool_use" | "agent.custom_tool_use" => {
-                    let name = p
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string();
-                    let input = p.get("input").cloned().unwrap_or(Value::Null);
-                    push(
-                        &mut v.messages,
-                        Role::Assistant,
-                        ContentPart::ToolUse {
-                            id: e.id.clone(),
-                            name: name.clone(),
-                            input: input.clone(),
-                        },
-                    );
-                    let custom = e.kind == "agent.custom_tool_use";
-                    if let Some(t) = v.turn.as_mut() {
-                        t.last_call_used_tools = true;
-                        let permission = p
-                            .get("evaluated_permission")
-                            .and_then(Value::as_str)
-                            .unwrap_or(if custom { "allow" } else { "deny" })
-                            .to_string();
-                        t.pending.push(Pending {
-                            cleared_at: (permission == "allow").then_some(e.processed_at),
-                            id: e.id.clone(),
-                            name,
-                            input,
-                            custom,
-                            permission,
-                            answer: None,
-                        });
-                    }
-                }
-                "agent.tool_result" | "user.custom_tool_result" => {
-                    let key = if e.kind == "agent.tool_result" {
-                        "tool_use_id"
-                    } else {
-                        "custom_tool_use_id"
-                    };
-                    let id = p
-                        .get(key)
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string();
-                    push(
-                        &mut v.messages,
-                        Role::User,
-                        ContentPart::ToolResult {
-                            tool_use_id: id.clone(),
-                            content: blocks_text(p.get("content").unwrap_or(&Value::Null)),
-                            is_error: p.get("is_error").and_then(Value::as_bool).unwrap_or(false),
-                        },
-                    );
-                    if let Some(t) = v.turn.as_mut() {
-                        t.pending.retain(|x| x.id != id);
-                    }
-                }
-                "user.tool_confirmation" => {
-                    let id = p.get("tool_use_id").and_then(Value::as_str);
-                    let allow = p.get("result").and_then(Value::as_str) == Some("allow");
-                    let msg = p
-                        .get("deny_message")
-                        .and_then(Value::as_str)
-                        .map(str::to_string);
-                    if let Some(t) = v.turn.as_mut() {
-                        if let Some(x) = t.pending.iter_mut().find(|x| Some(x.id.as_str()) == id) {
-                            x.answer = Some((allow, msg));
-                            if allow {
-                                x.cleared_at = Some(e.processed_at);
-                            }
-                        }
-                    }
-                }
-                "user.interrupt" => {
-                    if let Some(t) = v.turn.as_mut() {
-                        t.interrupted = true;
-                    }
-                }
-                _ => {}
-            }
+            v.apply(e);
         }
         v
+    }
+
+    /// Takes one more event of the log into account.
+    pub fn apply(&mut self, e: &Event) {
+        let p = &e.payload;
+        match e.kind.as_str() {
+            "user.message" => {
+                let text = blocks_text(p.get("content").unwrap_or(&Value::Null));
+                self.queued.push(Message::user(text));
+            }
+            "session.status_running" => match self.turn.as_mut() {
+                Some(t) => t.waiting_on = None,
+                None => {
+                    self.turn = Some(Turn {
+                        started_at: Some(e.processed_at),
+                        ..Turn::default()
+                    });
+                    self.turns += 1;
+                    for m in self.queued.drain(..) {
+                        for part in m.content {
+                            push(&mut self.messages, Role::User, part);
+                        }
+                    }
+                }
+            },
+            "session.status_idle" => {
+                let reason = &p.get("stop_reason").cloned().unwrap_or(Value::Null);
+                if reason["type"] == "requires_action" {
+                    if let Some(t) = self.turn.as_mut() {
+                        t.waiting_on = Some(
+                            reason["event_ids"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .filter_map(|i| i.as_str().map(str::to_string))
+                                .collect(),
+                        );
+                    }
+                } else {
+                    self.turn = None;
+                }
+            }
+            "span.model_request_start" => {
+                if let Some(t) = self.turn.as_mut() {
+                    t.open_call = Some(e.id.clone());
+                    t.open_call_at = Some(e.processed_at);
+                    t.model_calls += 1;
+                    t.last_call_used_tools = false;
+                }
+            }
+            "span.model_request_end" => {
+                if let Some(t) = self.turn.as_mut() {
+                    t.open_call = None;
+                }
+            }
+            "agent.message" => {
+                let text = blocks_text(p.get("content").unwrap_or(&Value::Null));
+                push(
+                    &mut self.messages,
+                    Role::Assistant,
+                    ContentPart::Text { text },
+                );
+            }
+            "agent.tool_use" | "agent.custom_tool_use" => {
+                let name = p
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                let input = p.get("input").cloned().unwrap_or(Value::Null);
+                push(
+                    &mut self.messages,
+                    Role::Assistant,
+                    ContentPart::ToolUse {
+                        id: e.id.clone(),
+                        name: name.clone(),
+                        input: input.clone(),
+                    },
+                );
+                let custom = e.kind == "agent.custom_tool_use";
+                if let Some(t) = self.turn.as_mut() {
+                    t.last_call_used_tools = true;
+                    let permission = p
+                        .get("evaluated_permission")
+                        .and_then(Value::as_str)
+                        .unwrap_or(if custom { "allow" } else { "deny" })
+                        .to_string();
+                    t.pending.push(Pending {
+                        cleared_at: (permission == "allow").then_some(e.processed_at),
+                        id: e.id.clone(),
+                        name,
+                        input,
+                        custom,
+                        permission,
+                        answer: None,
+                    });
+                }
+            }
+            "agent.tool_result" | "user.custom_tool_result" => {
+                let key = if e.kind == "agent.tool_result" {
+                    "tool_use_id"
+                } else {
+                    "custom_tool_use_id"
+                };
+                let id = p
+                    .get(key)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                push(
+                    &mut self.messages,
+                    Role::User,
+                    ContentPart::ToolResult {
+                        tool_use_id: id.clone(),
+                        content: blocks_text(p.get("content").unwrap_or(&Value::Null)),
+                        is_error: p.get("is_error").and_then(Value::as_bool).unwrap_or(false),
+                    },
+                );
+                if let Some(t) = self.turn.as_mut() {
+                    t.pending.retain(|x| x.id != id);
+                }
+            }
+            "user.tool_confirmation" => {
+                let id = p.get("tool_use_id").and_then(Value::as_str);
+                let allow = p.get("result").and_then(Value::as_str) == Some("allow");
+                let msg = p
+                    .get("deny_message")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                if let Some(t) = self.turn.as_mut() {
+                    if let Some(x) = t.pending.iter_mut().find(|x| Some(x.id.as_str()) == id) {
+                        x.answer = Some((allow, msg));
+                        if allow {
+                            x.cleared_at = Some(e.processed_at);
+                        }
+                    }
+                }
+            }
+            "user.interrupt" => {
+                if let Some(t) = self.turn.as_mut() {
+                    t.interrupted = true;
+                }
+            }
+            _ => {}
+        }
     }
 }
 
