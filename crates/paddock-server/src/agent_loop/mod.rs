@@ -95,6 +95,14 @@ fn text_content(text: &str) -> Value {
     json!([{"type": "text", "text": text}])
 }
 
+/// An `agent.tool_result` answering the tool use `id`.
+fn tool_result(id: &str, text: &str, is_error: bool) -> NewEvent {
+    NewEvent::new(
+        "agent.tool_result",
+        json!({"tool_use_id": id, "content": text_content(text), "is_error": is_error}),
+    )
+}
+
 fn cents(m: &paddock_core::common::Money) -> Usd {
     Usd::parse_cents(&m.amount).unwrap_or(Usd::ZERO)
 }
@@ -311,15 +319,21 @@ impl AgentRuntime {
         Ok(out.events)
     }
 
+    /// Appends events alone.
+    async fn emit_events(&self, sid: &str, events: Vec<NewEvent>) -> ApiResult<Vec<Event>> {
+        self.emit(
+            sid,
+            Append {
+                events,
+                ..Append::default()
+            },
+        )
+        .await
+    }
+
     async fn emit_one(&self, sid: &str, kind: &str, payload: Value) -> ApiResult<Event> {
         let mut evs = self
-            .emit(
-                sid,
-                Append {
-                    events: vec![NewEvent::new(kind, payload)],
-                    ..Append::default()
-                },
-            )
+            .emit_events(sid, vec![NewEvent::new(kind, payload)])
             .await?;
         evs.pop()
             .ok_or_else(|| ServerError::Config("an append wrote no event".into()))
@@ -423,24 +437,14 @@ impl AgentRuntime {
                 let events = lost
                     .iter()
                     .map(|p| {
-                        NewEvent::new(
-                            "agent.tool_result",
-                            json!({
-                                "tool_use_id": p.id,
-                                "content": text_content("Paddock restarted while this tool call was pending or running; it may not have completed. Check the workspace before retrying."),
-                                "is_error": true,
-                            }),
+                        tool_result(
+                            &p.id,
+                            "Paddock restarted while this tool call was pending or running; it may not have completed. Check the workspace before retrying.",
+                            true,
                         )
                     })
                     .collect();
-                self.emit(
-                    sid,
-                    Append {
-                        events,
-                        ..Append::default()
-                    },
-                )
-                .await?;
+                self.emit_events(sid, events).await?;
                 return Ok(true);
             }
         }
@@ -488,26 +492,17 @@ impl AgentRuntime {
                     Some((false, None)) => "The user denied this tool call.".to_string(),
                     _ => "This tool call was not allowed.".to_string(),
                 };
-                self.emit_one(
-                    sid,
-                    "agent.tool_result",
-                    json!({"tool_use_id": p.id, "content": text_content(&why), "is_error": true}),
-                )
-                .await?;
+                self.emit_events(sid, vec![tool_result(&p.id, &why, true)])
+                    .await?;
                 return Ok(true);
             }
             let output = match self.run_tool(&session, p, &mut irx).await? {
                 Raced::Done(o) => o,
                 Raced::Interrupted => return Ok(true),
             };
-            self.emit_one(
+            self.emit_events(
                 sid,
-                "agent.tool_result",
-                json!({
-                    "tool_use_id": p.id,
-                    "content": text_content(&output.content),
-                    "is_error": output.is_error,
-                }),
+                vec![tool_result(&p.id, &output.content, output.is_error)],
             )
             .await?;
             return Ok(true);
@@ -567,11 +562,7 @@ impl AgentRuntime {
                 ));
             }
             for p in &t.pending {
-                let kind = "agent.tool_result";
-                events.push(NewEvent::new(
-                    kind,
-                    json!({"tool_use_id": p.id, "content": text_content(&format!("Not run: {why}.")), "is_error": true}),
-                ));
+                events.push(tool_result(&p.id, &format!("Not run: {why}."), true));
             }
         }
         events.extend(extra);
@@ -817,16 +808,13 @@ impl AgentRuntime {
             return Ok(());
         };
         let t = std::mem::take(text);
-        self.emit(
+        self.emit_events(
             sid,
-            Append {
-                events: vec![NewEvent::with_id(
-                    eid,
-                    "agent.message",
-                    json!({ "content": text_content(&t) }),
-                )],
-                ..Append::default()
-            },
+            vec![NewEvent::with_id(
+                eid,
+                "agent.message",
+                json!({ "content": text_content(&t) }),
+            )],
         )
         .await?;
         Ok(())
@@ -844,22 +832,20 @@ impl AgentRuntime {
         let Some(tool) = tools::find(available, name) else {
             // Refused before any policy: no `evaluation`.
             let eid = id::new(id::EVENT);
-            self.emit(
+            self.emit_events(
                 sid,
-                Append {
-                    events: vec![
-                        NewEvent::with_id(
-                            eid.clone(),
-                            "agent.tool_use",
-                            json!({"name": name, "input": input, "evaluated_permission": "deny"}),
-                        ),
-                        NewEvent::new(
-                            "agent.tool_result",
-                            json!({"tool_use_id": eid, "content": text_content(&format!("The tool {name:?} is not available to this agent.")), "is_error": true}),
-                        ),
-                    ],
-                    ..Append::default()
-                },
+                vec![
+                    NewEvent::with_id(
+                        eid.clone(),
+                        "agent.tool_use",
+                        json!({"name": name, "input": input, "evaluated_permission": "deny"}),
+                    ),
+                    tool_result(
+                        &eid,
+                        &format!("The tool {name:?} is not available to this agent."),
+                        true,
+                    ),
+                ],
             )
             .await?;
             return Ok(());
@@ -890,19 +876,13 @@ impl AgentRuntime {
         )];
         if d.permission == Permission::Deny {
             let why = d.reason.unwrap_or_else(|| "the permission policy".into());
-            events.push(NewEvent::new(
-                "agent.tool_result",
-                json!({"tool_use_id": eid, "content": text_content(&format!("Denied by the permission policy: {why}.")), "is_error": true}),
+            events.push(tool_result(
+                &eid,
+                &format!("Denied by the permission policy: {why}."),
+                true,
             ));
         }
-        self.emit(
-            sid,
-            Append {
-                events,
-                ..Append::default()
-            },
-        )
-        .await?;
+        self.emit_events(sid, events).await?;
         Ok(())
     }
 
