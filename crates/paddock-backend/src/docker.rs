@@ -500,17 +500,20 @@ impl DockerBackend {
             disk: l.disk_mb.map(|_| Enforcement::NotEnforced),
         }
     }
+}
 
-    fn cgroup_file(&self, id: &str, controller: &str, file: &str) -> Option<u64> {
-        let cid = self.read_meta(id)?.container_id;
-        [
-            format!("/sys/fs/cgroup/{controller}/docker/{cid}/{file}"),
-            format!("/sys/fs/cgroup/{controller}/system.slice/docker-{cid}.scope/{file}"),
-        ]
-        .iter()
-        .find_map(|p| std::fs::read_to_string(p).ok())
-        .and_then(|s| s.trim().parse().ok())
-    }
+/// A file of a container's cgroup (v1, cgroupfs or systemd layout).
+fn cgroup_text(cid: &str, controller: &str, file: &str) -> Option<String> {
+    [
+        format!("/sys/fs/cgroup/{controller}/docker/{cid}/{file}"),
+        format!("/sys/fs/cgroup/{controller}/system.slice/docker-{cid}.scope/{file}"),
+    ]
+    .iter()
+    .find_map(|p| std::fs::read_to_string(p).ok())
+}
+
+fn cgroup_u64(cid: &str, controller: &str, file: &str) -> Option<u64> {
+    cgroup_text(cid, controller, file)?.trim().parse().ok()
 }
 
 #[async_trait]
@@ -725,23 +728,22 @@ impl crate::Backend for DockerBackend {
 
     fn oom_kills(&self, runner_id: &str) -> Option<u64> {
         let cid = self.read_meta(runner_id)?.container_id;
-        let text = std::fs::read_to_string(format!(
-            "/sys/fs/cgroup/memory/docker/{cid}/memory.oom_control"
-        ))
-        .ok()?;
-        text.lines()
+        cgroup_text(&cid, "memory", "memory.oom_control")?
+            .lines()
             .find_map(|l| l.strip_prefix("oom_kill "))
             .and_then(|v| v.trim().parse().ok())
     }
 
     fn stats(&self, runner_id: &str) -> Stats {
-        let limit = self
-            .cgroup_file(runner_id, "memory", "memory.limit_in_bytes")
-            .filter(|l| *l < (1u64 << 62));
+        let Some(meta) = self.read_meta(runner_id) else {
+            return Stats::default();
+        };
+        let cid = &meta.container_id;
+        let limit =
+            cgroup_u64(cid, "memory", "memory.limit_in_bytes").filter(|l| *l < (1u64 << 62));
         // The container's own network namespace, read through its init process.
-        let (rx, tx) = self
-            .read_meta(runner_id)
-            .and_then(|m| m.pid)
+        let (rx, tx) = meta
+            .pid
             .and_then(|p| std::fs::read_to_string(format!("/proc/{p}/net/dev")).ok())
             .map(|text| {
                 text.lines()
@@ -763,10 +765,10 @@ impl crate::Backend for DockerBackend {
         Stats {
             network_rx_bytes: rx,
             network_tx_bytes: tx,
-            memory_bytes: self.cgroup_file(runner_id, "memory", "memory.usage_in_bytes"),
+            memory_bytes: cgroup_u64(cid, "memory", "memory.usage_in_bytes"),
             memory_limit_bytes: limit,
-            pids: self.cgroup_file(runner_id, "pids", "pids.current"),
-            pids_limit: self.cgroup_file(runner_id, "pids", "pids.max"),
+            pids: cgroup_u64(cid, "pids", "pids.current"),
+            pids_limit: cgroup_u64(cid, "pids", "pids.max"),
         }
     }
 }
