@@ -1,6 +1,5 @@
 //! The crate's one error type and its mapping to the wire's `session.error` payload.
 
-use serde::Serialize;
 use std::time::Duration;
 
 /// Why a model call failed. Every variant names the provider (the configured name,
@@ -89,53 +88,7 @@ fn http(status: &Option<u16>) -> String {
     }
 }
 
-/// `session.error.error.type` values this crate produces (wire reference §8.3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum SessionErrorType {
-    #[serde(rename = "model_overloaded_error")]
-    ModelOverloaded,
-    #[serde(rename = "model_rate_limited_error")]
-    ModelRateLimited,
-    #[serde(rename = "model_request_failed_error")]
-    ModelRequestFailed,
-    #[serde(rename = "billing_error")]
-    Billing,
-    #[serde(rename = "unknown_error")]
-    Unknown,
-}
-
-impl SessionErrorType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SessionErrorType::ModelOverloaded => "model_overloaded_error",
-            SessionErrorType::ModelRateLimited => "model_rate_limited_error",
-            SessionErrorType::ModelRequestFailed => "model_request_failed_error",
-            SessionErrorType::Billing => "billing_error",
-            SessionErrorType::Unknown => "unknown_error",
-        }
-    }
-}
-
-/// `session.error.error.retry_status`: serializes as `{"type": "retrying"}` etc.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum RetryStatus {
-    /// The server keeps trying.
-    Retrying,
-    /// The turn is abandoned; the session goes back to idle.
-    Exhausted,
-    /// The session will terminate: nothing but an operator's change can fix it.
-    Terminal,
-}
-
-/// The `error` object of a `session.error` event.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct SessionError {
-    #[serde(rename = "type")]
-    pub error_type: SessionErrorType,
-    pub message: String,
-    pub retry_status: RetryStatus,
-}
+pub use paddock_core::event::{RetryStatus, SessionError, SessionErrorType};
 
 impl ProviderError {
     /// The `session.error` type this failure is reported as.
@@ -187,11 +140,11 @@ impl ProviderError {
 
     /// The `session.error` payload for this (final) error.
     pub fn session_error(&self) -> SessionError {
-        SessionError {
-            error_type: self.session_error_type(),
-            message: self.to_string(),
-            retry_status: self.retry_status(),
-        }
+        SessionError::new(
+            self.session_error_type(),
+            self.to_string(),
+            self.retry_status(),
+        )
     }
 
     /// How long the provider asked us to wait, when it did.

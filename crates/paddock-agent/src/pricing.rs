@@ -183,11 +183,7 @@ impl fmt::Display for Usd {
 }
 
 /// The wire's money object: `{"amount": "<cents as decimal string>", "currency": "USD"}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ListCost {
-    pub amount: String,
-    pub currency: String,
-}
+pub use paddock_core::common::Money as ListCost;
 
 /// The cost of one model call.
 #[derive(Clone, Debug, PartialEq, Serialize)]

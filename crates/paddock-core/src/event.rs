@@ -4,6 +4,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub mod server;
+pub use server::*;
+
 use crate::common::require_text;
 use crate::ts::{self, Timestamp};
 use crate::CoreError;
@@ -231,7 +234,40 @@ impl NewEvent {
     }
 }
 
+impl NewEvent {
+    /// A typed event about to be appended.
+    pub fn typed(event: &ServerEvent) -> Self {
+        NewEvent {
+            id: None,
+            kind: event.kind().to_string(),
+            payload: event.payload(),
+        }
+    }
+
+    /// The same, with an id chosen in advance.
+    pub fn typed_with_id(id: String, event: &ServerEvent) -> Self {
+        NewEvent {
+            id: Some(id),
+            ..NewEvent::typed(event)
+        }
+    }
+}
+
+impl From<ServerEvent> for NewEvent {
+    fn from(e: ServerEvent) -> Self {
+        NewEvent::typed(&e)
+    }
+}
+
 impl Event {
+    /// The typed form; `None` for a type Paddock does not know or a payload of another
+    /// shape (the raw event is still kept and served as it is).
+    pub fn typed(&self) -> Option<ServerEvent> {
+        let mut m = self.payload.clone();
+        m.insert("type".into(), Value::String(self.kind.clone()));
+        serde_json::from_value(Value::Object(m)).ok()
+    }
+
     /// The wire form: `{id, type, processed_at, …payload}`.
     pub fn to_json(&self) -> Value {
         let mut m = Map::with_capacity(self.payload.len() + 3);

@@ -136,25 +136,10 @@ impl ModelRequest {
     }
 }
 
-/// Tokens of one model call, as the provider reported them. `input_tokens` excludes
-/// cached tokens for both kinds (OpenAI's `prompt_tokens` includes its
-/// `cached_tokens`, which are moved to `cache_read_input_tokens`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Usage {
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cache_read_input_tokens: u64,
-    pub cache_creation_input_tokens: u64,
-}
-
-impl Usage {
-    pub fn add(&mut self, other: &Usage) {
-        self.input_tokens += other.input_tokens;
-        self.output_tokens += other.output_tokens;
-        self.cache_read_input_tokens += other.cache_read_input_tokens;
-        self.cache_creation_input_tokens += other.cache_creation_input_tokens;
-    }
-}
+/// Tokens of one model call, as the provider reported them (the wire's `model_usage`).
+/// `input_tokens` excludes cached tokens for both kinds (OpenAI's `prompt_tokens`
+/// includes its `cached_tokens`, which are moved to `cache_read_input_tokens`).
+pub use paddock_core::event::ModelUsage as Usage;
 
 /// Why the model stopped.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

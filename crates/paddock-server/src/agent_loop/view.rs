@@ -11,7 +11,10 @@
 //!   `agent.tool_result` / `user.custom_tool_result`.
 
 use paddock_agent::provider::{ContentPart, Message, Role};
-use paddock_core::event::Event;
+use paddock_core::event::{
+    blocks_text, ConfirmResult, EvaluatedPermission, Event, ServerEvent, StopReason, ToolResult,
+    ToolUse,
+};
 use paddock_core::ts::Timestamp;
 use serde_json::Value;
 
@@ -24,8 +27,7 @@ pub struct Pending {
     pub input: Value,
     /// Client-executed (`agent.custom_tool_use`).
     pub custom: bool,
-    /// `evaluated_permission`: `allow`, `ask` or `deny`.
-    pub permission: String,
+    pub permission: EvaluatedPermission,
     /// The client's `user.tool_confirmation`: allowed?, and the deny message.
     pub answer: Option<(bool, Option<String>)>,
     /// When it was cleared to run (its use, or the confirmation that allowed it).
@@ -35,14 +37,15 @@ pub struct Pending {
 impl Pending {
     /// Waiting for the client: an unanswered ask, or a custom tool without its result.
     pub fn awaits_client(&self) -> bool {
-        self.custom || (self.permission == "ask" && self.answer.is_none())
+        self.custom || (self.permission == EvaluatedPermission::Ask && self.answer.is_none())
     }
 
     /// Cleared to run in the sandbox.
     pub fn may_run(&self) -> bool {
         !self.custom
-            && (self.permission == "allow"
-                || (self.permission == "ask" && matches!(self.answer, Some((true, _)))))
+            && (self.permission == EvaluatedPermission::Allow
+                || (self.permission == EvaluatedPermission::Ask
+                    && matches!(self.answer, Some((true, _)))))
     }
 }
 
@@ -84,26 +87,6 @@ fn push(messages: &mut Vec<Message>, role: Role, part: ContentPart) {
     }
 }
 
-/// The text of content blocks; other blocks are named, since the model cannot see them.
-pub fn blocks_text(blocks: &Value) -> String {
-    let mut out = Vec::new();
-    for b in blocks.as_array().into_iter().flatten() {
-        match b["type"].as_str() {
-            Some("text") => out.push(b["text"].as_str().unwrap_or_default().to_string()),
-            Some("document") => out.push(format!(
-                "[document{}]",
-                b["title"]
-                    .as_str()
-                    .map(|t| format!(": {t}"))
-                    .unwrap_or_default()
-            )),
-            Some(other) => out.push(format!("[{other}]")),
-            None => {}
-        }
-    }
-    out.join("\n")
-}
-
 impl View {
     /// The view of a whole log (the driver applies events as they come).
     #[cfg(test)]
@@ -115,15 +98,15 @@ impl View {
         v
     }
 
-    /// Takes one more event of the log into account.
+    /// Takes one more event of the log into account (events of types the loop does
+    /// not know are passed by).
     pub fn apply(&mut self, e: &Event) {
-        let p = &e.payload;
-        match e.kind.as_str() {
-            "user.message" => {
-                let text = blocks_text(p.get("content").unwrap_or(&Value::Null));
-                self.queued.push(Message::user(text));
+        let Some(typed) = e.typed() else { return };
+        match typed {
+            ServerEvent::UserMessage { content } => {
+                self.queued.push(Message::user(blocks_text(&content)));
             }
-            "session.status_running" => match self.turn.as_mut() {
+            ServerEvent::SessionStatusRunning {} => match self.turn.as_mut() {
                 Some(t) => t.waiting_on = None,
                 None => {
                     self.turn = Some(Turn {
@@ -138,24 +121,15 @@ impl View {
                     }
                 }
             },
-            "session.status_idle" => {
-                let reason = &p.get("stop_reason").cloned().unwrap_or(Value::Null);
-                if reason["type"] == "requires_action" {
+            ServerEvent::SessionStatusIdle { stop_reason } => match stop_reason {
+                StopReason::RequiresAction { event_ids } => {
                     if let Some(t) = self.turn.as_mut() {
-                        t.waiting_on = Some(
-                            reason["event_ids"]
-                                .as_array()
-                                .into_iter()
-                                .flatten()
-                                .filter_map(|i| i.as_str().map(str::to_string))
-                                .collect(),
-                        );
+                        t.waiting_on = Some(event_ids);
                     }
-                } else {
-                    self.turn = None;
                 }
-            }
-            "span.model_request_start" => {
+                _ => self.turn = None,
+            },
+            ServerEvent::SpanModelRequestStart {} => {
                 if let Some(t) = self.turn.as_mut() {
                     t.open_call = Some(e.id.clone());
                     t.open_call_at = Some(e.processed_at);
@@ -163,100 +137,118 @@ impl View {
                     t.last_call_used_tools = false;
                 }
             }
-            "span.model_request_end" => {
+            ServerEvent::SpanModelRequestEnd(_) => {
                 if let Some(t) = self.turn.as_mut() {
                     t.open_call = None;
                 }
             }
-            "agent.message" => {
-                let text = blocks_text(p.get("content").unwrap_or(&Value::Null));
+            ServerEvent::AgentMessage { content } => {
+                let text = blocks_text(&content);
                 push(
                     &mut self.messages,
                     Role::Assistant,
                     ContentPart::Text { text },
                 );
             }
-            "agent.tool_use" | "agent.custom_tool_use" => {
-                let name = p
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
-                let input = p.get("input").cloned().unwrap_or(Value::Null);
-                push(
-                    &mut self.messages,
-                    Role::Assistant,
-                    ContentPart::ToolUse {
-                        id: e.id.clone(),
-                        name: name.clone(),
-                        input: input.clone(),
-                    },
-                );
-                let custom = e.kind == "agent.custom_tool_use";
-                if let Some(t) = self.turn.as_mut() {
-                    t.last_call_used_tools = true;
-                    let permission = p
-                        .get("evaluated_permission")
-                        .and_then(Value::as_str)
-                        .unwrap_or(if custom { "allow" } else { "deny" })
-                        .to_string();
-                    t.pending.push(Pending {
-                        cleared_at: (permission == "allow").then_some(e.processed_at),
-                        id: e.id.clone(),
-                        name,
-                        input,
-                        custom,
-                        permission,
-                        answer: None,
-                    });
-                }
+            ServerEvent::AgentToolUse(ToolUse {
+                name,
+                input,
+                evaluated_permission,
+                ..
+            }) => self.tool_use(e, name, input, false, evaluated_permission),
+            ServerEvent::AgentCustomToolUse { name, input } => {
+                self.tool_use(e, name, input, true, Some(EvaluatedPermission::Allow))
             }
-            "agent.tool_result" | "user.custom_tool_result" => {
-                let key = if e.kind == "agent.tool_result" {
-                    "tool_use_id"
-                } else {
-                    "custom_tool_use_id"
-                };
-                let id = p
-                    .get(key)
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
-                push(
-                    &mut self.messages,
-                    Role::User,
-                    ContentPart::ToolResult {
-                        tool_use_id: id.clone(),
-                        content: blocks_text(p.get("content").unwrap_or(&Value::Null)),
-                        is_error: p.get("is_error").and_then(Value::as_bool).unwrap_or(false),
-                    },
-                );
+            ServerEvent::AgentToolResult(ToolResult {
+                tool_use_id,
+                content,
+                is_error,
+            }) => self.tool_result(tool_use_id, &content, is_error),
+            ServerEvent::UserCustomToolResult {
+                custom_tool_use_id,
+                content,
+                is_error,
+                ..
+            } => self.tool_result(
+                custom_tool_use_id,
+                content.as_deref().unwrap_or_default(),
+                is_error.unwrap_or(false),
+            ),
+            ServerEvent::UserToolConfirmation {
+                tool_use_id,
+                result,
+                deny_message,
+                ..
+            } => {
+                let allow = result == ConfirmResult::Allow;
                 if let Some(t) = self.turn.as_mut() {
-                    t.pending.retain(|x| x.id != id);
-                }
-            }
-            "user.tool_confirmation" => {
-                let id = p.get("tool_use_id").and_then(Value::as_str);
-                let allow = p.get("result").and_then(Value::as_str) == Some("allow");
-                let msg = p
-                    .get("deny_message")
-                    .and_then(Value::as_str)
-                    .map(str::to_string);
-                if let Some(t) = self.turn.as_mut() {
-                    if let Some(x) = t.pending.iter_mut().find(|x| Some(x.id.as_str()) == id) {
-                        x.answer = Some((allow, msg));
+                    if let Some(x) = t.pending.iter_mut().find(|x| x.id == tool_use_id) {
+                        x.answer = Some((allow, deny_message));
                         if allow {
                             x.cleared_at = Some(e.processed_at);
                         }
                     }
                 }
             }
-            "user.interrupt" => {
+            ServerEvent::UserInterrupt { .. } => {
                 if let Some(t) = self.turn.as_mut() {
                     t.interrupted = true;
                 }
             }
             _ => {}
+        }
+    }
+
+    fn tool_use(
+        &mut self,
+        e: &Event,
+        name: String,
+        input: Value,
+        custom: bool,
+        permission: Option<EvaluatedPermission>,
+    ) {
+        push(
+            &mut self.messages,
+            Role::Assistant,
+            ContentPart::ToolUse {
+                id: e.id.clone(),
+                name: name.clone(),
+                input: input.clone(),
+            },
+        );
+        if let Some(t) = self.turn.as_mut() {
+            t.last_call_used_tools = true;
+            // Refused before any policy: no permission, never runs.
+            let permission = permission.unwrap_or(EvaluatedPermission::Deny);
+            t.pending.push(Pending {
+                cleared_at: (permission == EvaluatedPermission::Allow).then_some(e.processed_at),
+                id: e.id.clone(),
+                name,
+                input,
+                custom,
+                permission,
+                answer: None,
+            });
+        }
+    }
+
+    fn tool_result(
+        &mut self,
+        id: String,
+        content: &[paddock_core::event::ContentBlock],
+        is_error: bool,
+    ) {
+        push(
+            &mut self.messages,
+            Role::User,
+            ContentPart::ToolResult {
+                tool_use_id: id.clone(),
+                content: blocks_text(content),
+                is_error,
+            },
+        );
+        if let Some(t) = self.turn.as_mut() {
+            t.pending.retain(|x| x.id != id);
         }
     }
 }
@@ -289,7 +281,11 @@ mod tests {
             ev(3, "span.model_request_start", json!({})),
             ev(4, "user.message", text("two (during the turn)")),
             ev(5, "agent.message", text("answer")),
-            ev(6, "span.model_request_end", json!({})),
+            ev(
+                6,
+                "span.model_request_end",
+                json!({"model_request_start_id": "evt_3"}),
+            ),
         ];
         let v = View::build(&log);
         assert_eq!(
@@ -337,7 +333,11 @@ mod tests {
                 "agent.tool_use",
                 json!({"name": "read", "input": {}, "evaluated_permission": "allow"}),
             ),
-            ev(7, "span.model_request_end", json!({})),
+            ev(
+                7,
+                "span.model_request_end",
+                json!({"model_request_start_id": "evt_3"}),
+            ),
             ev(
                 8,
                 "session.status_idle",
