@@ -226,6 +226,11 @@ async fn run(args: Args) -> Result<(), String> {
     config.output_ring_bytes = args.output_ring_bytes;
     config.log_ring = Some(ring);
     config.reap_orphans = args.reap;
+    config.relay_dir = args
+        .socket
+        .as_ref()
+        .and_then(|p| p.parent())
+        .map(|d| d.to_path_buf());
     let worker = Worker::new(config).map_err(|e| e.to_string())?;
 
     let mut listeners = Vec::new();

@@ -185,6 +185,19 @@ impl Execs {
         format!("exec_{:x}_{n}", crate::logs::now_ms())
     }
 
+    /// Spawns a process leader the orphan reaper must leave alone (a long-lived
+    /// process of `/processes`); [`Execs::forget_leader`] once it is reaped.
+    pub(crate) fn spawn_leader(&self, command: &mut Command) -> io::Result<std::process::Child> {
+        let mut table = self.lock();
+        let child = command.spawn()?;
+        table.leaders.insert(child.id() as i32);
+        Ok(child)
+    }
+
+    pub(crate) fn forget_leader(&self, pid: i32) {
+        self.lock().leaders.remove(&pid);
+    }
+
     fn finish(&self, id: &str, pid: i32) {
         let mut table = self.lock();
         table.running.remove(id);
@@ -245,7 +258,7 @@ impl Execs {
 
 /// Sends `sig` to process group `pgid`. Never signals pgid 0 or 1 (which
 /// would mean "our own group" / "every process").
-fn kill_group(pgid: i32, sig: i32) {
+pub(crate) fn kill_group(pgid: i32, sig: i32) {
     if pgid > 1 {
         // SAFETY: plain libc call; the guard above prevents broadcast kills.
         unsafe {
@@ -255,7 +268,7 @@ fn kill_group(pgid: i32, sig: i32) {
 }
 
 /// Blocks until `pid` has exited, without reaping it.
-fn wait_exited_nowait(pid: i32) {
+pub(crate) fn wait_exited_nowait(pid: i32) {
     loop {
         // SAFETY: zeroed siginfo_t is a valid out-parameter for waitid.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
@@ -305,7 +318,7 @@ fn try_reap(pid: i32) -> Reaped {
 }
 
 /// Reaps `pid`, which has exited or has been sent SIGKILL.
-async fn reap(pid: i32) -> (Option<i32>, Option<i32>) {
+pub(crate) async fn reap(pid: i32) -> (Option<i32>, Option<i32>) {
     loop {
         match try_reap(pid) {
             Reaped::Status(code, signal) => return (code, signal),
@@ -325,7 +338,7 @@ fn decode_status(status: libc::c_int) -> (Option<i32>, Option<i32>) {
     }
 }
 
-fn validate_id(id: &str) -> Result<(), WorkerError> {
+pub(crate) fn validate_id(id: &str) -> Result<(), WorkerError> {
     let ok = !id.is_empty()
         && id.len() <= MAX_ID_LEN
         && id
@@ -352,15 +365,15 @@ fn no_nul(field: &str, value: &str) -> Result<(), WorkerError> {
     }
 }
 
-struct Prepared {
-    command: Command,
-    id: String,
-    stdin: Option<Vec<u8>>,
-    timeout: Option<Duration>,
-    shown: String,
+pub(crate) struct Prepared {
+    pub(crate) command: Command,
+    pub(crate) id: String,
+    pub(crate) stdin: Option<Vec<u8>>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) shown: String,
 }
 
-fn prepare(state: &State, req: ExecRequest) -> Result<Prepared, WorkerError> {
+pub(crate) fn prepare(state: &State, req: ExecRequest) -> Result<Prepared, WorkerError> {
     let (program, args, shown) = match (req.command, req.argv) {
         (Some(_), Some(_)) => {
             return Err(WorkerError::invalid(

@@ -27,6 +27,7 @@ mod exec;
 mod files;
 mod http;
 mod logs;
+mod procs;
 mod status;
 
 use std::convert::Infallible;
@@ -88,6 +89,9 @@ pub struct WorkerConfig {
     /// Become a child subreaper and reap orphaned zombies (set this for the
     /// real binary; PID 1 in a container must reap).
     pub reap_orphans: bool,
+    /// Where the Unix sockets that `POST /relays` forwards to live (the directory of
+    /// the worker's own socket). `None`: no relays.
+    pub relay_dir: Option<PathBuf>,
 }
 
 impl WorkerConfig {
@@ -102,6 +106,7 @@ impl WorkerConfig {
             output_ring_bytes: 1024 * 1024,
             log_ring: None,
             reap_orphans: false,
+            relay_dir: None,
         }
     }
 }
@@ -113,6 +118,7 @@ pub(crate) struct State {
     pub(crate) root: PathBuf,
     pub(crate) started: Instant,
     pub(crate) execs: exec::Execs,
+    pub(crate) procs: procs::Procs,
     pub(crate) output: logs::OutputRing,
     pub(crate) log_ring: Arc<LogRing>,
 }
@@ -156,6 +162,7 @@ impl Worker {
                 root,
                 started: Instant::now(),
                 execs: exec::Execs::default(),
+                procs: procs::Procs::default(),
                 output,
                 log_ring,
                 config,
@@ -217,6 +224,7 @@ impl Worker {
     /// Stops every running exec and waits (at most grace + drain + 1 s) for
     /// them to be reaped.
     pub async fn shutdown(&self) {
+        self.state.procs.kill_all();
         let ids = self.cancel_all();
         if !ids.is_empty() {
             tracing::info!(?ids, "stopping running execs");
@@ -282,6 +290,7 @@ where
             .timer(TokioTimer::new())
             .header_read_timeout(Duration::from_secs(30))
             .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades()
             .await;
         if let Err(e) = result {
             tracing::debug!(error = %e, "connection ended with an error");
@@ -336,6 +345,14 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
 
 async fn route(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, WorkerError> {
     let path = req.uri().path().to_string();
+    if path == "/relays" || path == "/processes" || path.starts_with("/processes/") {
+        if !authorized(&state, &req) {
+            let mut body = req.into_body();
+            http::drain(&mut body).await;
+            return Err(WorkerError::Unauthorized);
+        }
+        return procs::route(state, req, &path).await;
+    }
     let allow: &'static str = match path.as_str() {
         "/healthz" | "/status" | "/logs" | "/files/read" | "/files/list" | "/files/stat" => "GET",
         "/exec" | "/cancel" => "POST",
