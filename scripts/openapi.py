@@ -276,9 +276,26 @@ schemas["Multiagent"] = {
     "additionalProperties": True,
 }
 schemas["Harness"] = {
-    "type": "string",
-    "enum": ["builtin", "acp", "openclaw", "shell"],
-    "description": "Paddock's field: which agent implementation runs the session. `builtin` is Paddock's own agent loop; `acp` an Agent Client Protocol agent; `openclaw` OpenClaw; `shell` plain shell tasks. Defaults to `builtin`.",
+    "description": "Paddock's field: which agent implementation runs the session. `builtin` is Paddock's own agent loop in the orchestrator; an ACP harness runs an Agent Client Protocol agent inside the runner (docs/agents-acp.md), given as the object or, on input, as `acp:ADAPTER`; `shell` plain shell tasks. Defaults to `builtin`.",
+    "oneOf": [
+        {"type": "string", "enum": ["builtin", "shell"]},
+        {
+            "type": "string",
+            "description": "Input shorthand of an ACP harness (`openclaw` is accepted for `acp:openclaw`).",
+            "enum": ["acp:openclaw", "acp:claude-code", "acp:codex", "acp:gemini", "openclaw"],
+        },
+        obj(
+            {
+                "type": {"type": "string", "enum": ["acp"]},
+                "adapter": {"type": "string", "enum": ["openclaw", "claude-code", "codex", "gemini", "custom"]},
+                "command": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 64,
+                            "description": "`custom` only: the program and arguments that start the agent speaking ACP on stdio."},
+                "env": {"type": "object", "additionalProperties": {"type": "string"}, "maxProperties": 64},
+            },
+            required=["type", "adapter"],
+            closed=True,
+        ),
+    ],
 }
 schemas["Quotas"] = obj(
     {

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper::upgrade::Upgraded;
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
@@ -118,10 +119,58 @@ impl WorkerClient {
         body: Bytes,
         content_type: Option<&str>,
     ) -> Result<Response<Incoming>> {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path_and_query)
-            .header("host", "worker");
+        self.send(
+            Request::builder().method(method).uri(path_and_query),
+            body,
+            content_type,
+        )
+        .await
+    }
+
+    /// Attaches to a long-lived process's stdio (`GET /processes/{id}/attach`, an HTTP
+    /// upgrade): the raw duplex stream (writes go to its stdin, reads come from its
+    /// stdout from offset `from`) and the offset the stream starts at.
+    pub async fn attach(&self, id: &str, from: u64) -> Result<(TokioIo<Upgraded>, u64)> {
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(format!("/processes/{id}/attach?from={from}"))
+            .header(hyper::header::CONNECTION, "Upgrade")
+            .header(hyper::header::UPGRADE, "paddock-stdio");
+        let resp = tokio::time::timeout(REQUEST_TIMEOUT, self.send(req, Bytes::new(), None))
+            .await
+            .map_err(|_| {
+                BackendError::Timeout(format!(
+                    "the worker did not answer the attach of {id} within {REQUEST_TIMEOUT:?}"
+                ))
+            })??;
+        if resp.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
+            let status = resp.status().as_u16();
+            let body = http_body_util::Limited::new(resp.into_body(), 1024 * 1024)
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            return Err(worker_error(status, &body));
+        }
+        let start = resp
+            .headers()
+            .get("x-paddock-from")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(from);
+        let io = hyper::upgrade::on(resp)
+            .await
+            .map_err(|e| BackendError::Unreachable(format!("attaching to {id}: {e}")))?;
+        Ok((TokioIo::new(io), start))
+    }
+
+    async fn send(
+        &self,
+        req: hyper::http::request::Builder,
+        body: Bytes,
+        content_type: Option<&str>,
+    ) -> Result<Response<Incoming>> {
+        let mut req = req.header("host", "worker");
         if let Some(ct) = content_type {
             req = req.header("content-type", ct);
         }
@@ -148,7 +197,7 @@ impl WorkerClient {
                 let (s, c) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                     .await
                     .map_err(|e| unreachable(&e))?;
-                (s, tokio::spawn(c))
+                (s, tokio::spawn(c.with_upgrades()))
             }
             Connector::Tcp { addr, token } => {
                 req = req.header("authorization", format!("Bearer {token}"));
@@ -158,7 +207,7 @@ impl WorkerClient {
                 let (s, c) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                     .await
                     .map_err(|e| unreachable(&e))?;
-                (s, tokio::spawn(c))
+                (s, tokio::spawn(c.with_upgrades()))
             }
         };
         let req = req

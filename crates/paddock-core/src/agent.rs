@@ -264,16 +264,7 @@ impl Default for ExecutionIdentity {
     }
 }
 
-/// Which agent implementation runs the session (Paddock's field).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Harness {
-    #[default]
-    Builtin,
-    Acp,
-    Openclaw,
-    Shell,
-}
+pub use crate::harness::Harness;
 
 /// Per-session limits enforced by the orchestrator (Paddock's field).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -718,6 +709,9 @@ impl AgentCreate {
         }
         let quotas = self.quotas.unwrap_or_default();
         validate_quotas(&quotas)?;
+        if let Some(h) = &self.harness {
+            h.validate("harness")?;
+        }
         if let Some(p) = &self.execution_profile {
             require_text("execution_profile", p, 128)?;
         }
@@ -876,7 +870,10 @@ impl Agent {
         match u.harness {
             Patch::Missing => {}
             Patch::Null => next.harness = Harness::default(),
-            Patch::Value(h) => next.harness = h,
+            Patch::Value(h) => {
+                h.validate("harness")?;
+                next.harness = h;
+            }
         }
         match u.quotas {
             Patch::Missing => {}

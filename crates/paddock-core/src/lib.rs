@@ -6,6 +6,7 @@ pub mod common;
 pub mod environment;
 pub mod error;
 pub mod event;
+pub mod harness;
 pub mod id;
 pub mod lifecycle;
 pub mod profile;

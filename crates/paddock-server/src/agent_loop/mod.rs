@@ -183,11 +183,12 @@ impl AgentRuntime {
     }
 
     /// The harness that runs an agent, or why none can.
-    fn harness(&self, kind: HarnessKind) -> Result<&dyn Harness, String> {
+    fn harness(&self, kind: &HarnessKind) -> Result<&dyn Harness, String> {
         match kind {
             HarnessKind::Builtin => Ok(&self.builtin),
             other => Err(format!(
-                "the {other:?} harness is not available in this Paddock; use harness \"builtin\""
+                "the {} harness is not available in this Paddock; use harness \"builtin\"",
+                other.name()
             )),
         }
     }
@@ -207,7 +208,7 @@ impl AgentRuntime {
             return Ok(Progress::Wait);
         }
         let view = cx.view(sid, c).await?;
-        let harness = self.harness(session.agent.harness);
+        let harness = self.harness(&session.agent.harness);
         let Some(turn) = &view.turn else {
             if view.queued.is_empty() {
                 return Ok(Progress::Wait);
