@@ -144,6 +144,20 @@ impl BuiltinTool {
         BuiltinTool::WebFetch,
         BuiltinTool::WebSearch,
     ];
+
+    /// The wire name (`bash`, `web_fetch`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuiltinTool::Bash => "bash",
+            BuiltinTool::Edit => "edit",
+            BuiltinTool::Read => "read",
+            BuiltinTool::Write => "write",
+            BuiltinTool::Glob => "glob",
+            BuiltinTool::Grep => "grep",
+            BuiltinTool::WebFetch => "web_fetch",
+            BuiltinTool::WebSearch => "web_search",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -114,13 +114,15 @@ impl Harness {
                     ));
                 }
             }
-            (Some(_), other) => return Err(CoreError::invalid(
-                format!("{field}.command"),
-                format!(
+            (Some(_), other) => {
+                return Err(CoreError::invalid(
+                    format!("{field}.command"),
+                    format!(
                     "only the custom adapter takes a command; {} is started as Paddock knows it",
                     other.as_str()
                 ),
-            )),
+                ))
+            }
             (None, _) => {}
         }
         if a.env.len() > 64 {

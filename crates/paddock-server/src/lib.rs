@@ -331,7 +331,7 @@ impl Server {
             &paddock_agent::provider::EnvKeys,
         )
         .map_err(|e| ServerError::Config(format!("agent.providers: {e}")))?;
-        let agent = Arc::new(agent_loop::AgentRuntime::new(agent_loop::RuntimeDeps {
+        let agent = agent_loop::AgentRuntime::new(agent_loop::RuntimeDeps {
             store: store.clone(),
             hub: hub.clone(),
             manager: manager.clone(),
@@ -339,7 +339,7 @@ impl Server {
             settings: config.agent.clone(),
             metrics: metrics.clone(),
             shutdown: shutdown.clone(),
-        })?);
+        })?;
         let r = routes();
         let routes_actions = r
             .table

@@ -130,6 +130,21 @@ impl Provider for AnthropicProvider {
         let resp = self.core.send(&self.url, body).await?;
         self.core.event_stream(resp, Parser::new(&self.core.name))
     }
+
+    async fn forward(
+        &self,
+        tail: &str,
+        query: Option<&str>,
+        body: Vec<u8>,
+        extra: &[(reqwest::header::HeaderName, reqwest::header::HeaderValue)],
+    ) -> Result<reqwest::Response, ProviderError> {
+        let mut url = format!("{}/v1/{tail}", self.core.base_url);
+        if let Some(q) = query.filter(|q| !q.is_empty()) {
+            url.push('?');
+            url.push_str(q);
+        }
+        self.core.send_with(&url, body, extra).await
+    }
 }
 
 enum Block {

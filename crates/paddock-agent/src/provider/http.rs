@@ -102,6 +102,23 @@ impl HttpCore {
     /// POSTs `body` to `url`, retrying what can be retried, and returns the first
     /// successful response (its headers read, its body not yet).
     pub async fn send(&self, url: &str, body: Vec<u8>) -> Result<reqwest::Response, ProviderError> {
+        self.send_with(url, body, &[]).await
+    }
+
+    /// [`Self::send`] with `extra` headers besides the provider's own (which win: an
+    /// extra header never replaces the key).
+    pub async fn send_with(
+        &self,
+        url: &str,
+        body: Vec<u8>,
+        extra: &[(HeaderName, HeaderValue)],
+    ) -> Result<reqwest::Response, ProviderError> {
+        let mut headers = self.headers.clone();
+        for (k, v) in extra {
+            if !self.headers.contains_key(k) {
+                headers.insert(k.clone(), v.clone());
+            }
+        }
         if let Some(env) = &self.missing_key_env {
             return Err(ProviderError::MissingApiKey {
                 provider: self.name.clone(),
@@ -114,7 +131,7 @@ impl HttpCore {
             let request = self
                 .client
                 .post(url)
-                .headers(self.headers.clone())
+                .headers(headers.clone())
                 .body(body.clone());
             tracing::debug!(provider = %self.name, url, attempt, "model request");
             let (mut err, should_retry) =

@@ -23,11 +23,13 @@
 //! is how a turn is interrupted.
 
 mod anthropic;
+mod gemini;
 mod http;
 mod openai;
-mod sse;
+pub(crate) mod sse;
 
 pub use anthropic::AnthropicProvider;
+pub use gemini::GeminiProvider;
 pub use openai::OpenAiProvider;
 
 use crate::ProviderError;
@@ -271,6 +273,18 @@ pub trait Provider: Send + Sync + fmt::Debug {
     /// answered with success. Retryable failures before that point are retried as
     /// configured; the error returned is final.
     async fn stream(&self, request: &ModelRequest) -> Result<ModelStream, ProviderError>;
+
+    /// Relays a request of the model gateway: `body` POSTed to `tail` (`messages`,
+    /// `chat/completions`, `responses`, `models/M:ACTION`) under the provider's API
+    /// root, with `query` and `extra` headers (the provider's own headers and key win),
+    /// retried like [`Provider::stream`]. Returns the successful response, unread.
+    async fn forward(
+        &self,
+        tail: &str,
+        query: Option<&str>,
+        body: Vec<u8>,
+        extra: &[(reqwest::header::HeaderName, reqwest::header::HeaderValue)],
+    ) -> Result<reqwest::Response, ProviderError>;
 }
 
 /// The wire format a provider speaks.
@@ -282,6 +296,10 @@ pub enum ProviderKind {
     /// Anthropic messages.
     #[serde(rename = "anthropic")]
     Anthropic,
+    /// Google's Gemini API (`generateContent`): only through the model gateway, for
+    /// agents that speak it; the built-in agent does not.
+    #[serde(rename = "gemini")]
+    Gemini,
 }
 
 impl ProviderKind {
@@ -289,6 +307,7 @@ impl ProviderKind {
         match self {
             ProviderKind::OpenAi => "https://api.openai.com/v1",
             ProviderKind::Anthropic => "https://api.anthropic.com",
+            ProviderKind::Gemini => "https://generativelanguage.googleapis.com",
         }
     }
 
@@ -296,6 +315,7 @@ impl ProviderKind {
         match self {
             ProviderKind::OpenAi => "openai",
             ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Gemini => "gemini",
         }
     }
 }
@@ -464,6 +484,7 @@ pub fn build_provider(
     Ok(match config.kind {
         ProviderKind::OpenAi => Arc::new(OpenAiProvider::new(config, key)?),
         ProviderKind::Anthropic => Arc::new(AnthropicProvider::new(config, key)?),
+        ProviderKind::Gemini => Arc::new(GeminiProvider::new(config, key)?),
     })
 }
 

@@ -145,6 +145,21 @@ impl Provider for OpenAiProvider {
         let resp = self.core.send(&self.url, body).await?;
         self.core.event_stream(resp, Parser::new(&self.core.name))
     }
+
+    async fn forward(
+        &self,
+        tail: &str,
+        query: Option<&str>,
+        body: Vec<u8>,
+        extra: &[(reqwest::header::HeaderName, reqwest::header::HeaderValue)],
+    ) -> Result<reqwest::Response, ProviderError> {
+        let mut url = format!("{}/{tail}", self.core.base_url);
+        if let Some(q) = query.filter(|q| !q.is_empty()) {
+            url.push('?');
+            url.push_str(q);
+        }
+        self.core.send_with(&url, body, extra).await
+    }
 }
 
 #[derive(Default)]

@@ -9,11 +9,15 @@
 //! restarted orchestrator resumes every open turn from it ([`AgentRuntime::resume_all`]).
 //!
 //! Harnesses: [`builtin`] (the built-in brain, which calls the model from here and
-//! runs tools in the runner). A harness is chosen by the agent's `harness`.
+//! runs tools in the runner) and [`acp`] (an Agent Client Protocol agent inside the
+//! runner, whose model traffic goes through the [`gateway`]). A harness is chosen by
+//! the agent's `harness`.
 
+mod acp;
 mod budget;
 mod builtin;
 mod ctx;
+mod gateway;
 mod harness;
 pub mod view;
 
@@ -52,8 +56,9 @@ pub(crate) struct Control {
 }
 
 pub struct AgentRuntime {
-    cx: Ctx,
-    builtin: Builtin,
+    cx: Arc<Ctx>,
+    builtin: Arc<Builtin>,
+    acp: Arc<acp::Acp>,
     drivers: Mutex<HashMap<String, Arc<Control>>>,
     shutdown: watch::Receiver<bool>,
 }
@@ -69,7 +74,7 @@ pub struct RuntimeDeps {
 }
 
 impl AgentRuntime {
-    pub fn new(d: RuntimeDeps) -> Result<Self, ServerError> {
+    pub fn new(d: RuntimeDeps) -> Result<Arc<Self>, ServerError> {
         let prices = PriceTable::builtin()
             .with_overrides(&d.settings.prices)
             .map_err(|e| ServerError::Config(format!("agent.prices: {e}")))?;
@@ -77,21 +82,39 @@ impl AgentRuntime {
             max_output_bytes: d.settings.max_tool_output_bytes,
             ..ToolLimits::default()
         };
-        let builtin = Builtin::new(d.providers, d.settings.default_provider.clone(), limits);
-        Ok(AgentRuntime {
-            cx: Ctx {
-                store: d.store,
-                hub: d.hub,
-                manager: d.manager,
-                metrics: d.metrics,
-                settings: d.settings,
-                prices,
-                started_at: ts::now(),
-            },
-            builtin,
-            drivers: Mutex::new(HashMap::new()),
-            shutdown: d.shutdown,
-        })
+        let builtin = Arc::new(Builtin::new(
+            d.providers,
+            d.settings.default_provider.clone(),
+            limits,
+        ));
+        let cx = Arc::new(Ctx {
+            store: d.store,
+            hub: d.hub,
+            manager: d.manager,
+            metrics: d.metrics,
+            settings: d.settings,
+            prices,
+            started_at: ts::now(),
+        });
+        let gateways = Arc::new(gateway::Gateways::new(cx.clone(), builtin.clone()));
+        let acp = Arc::new(acp::Acp::new(cx.clone(), builtin.clone(), gateways.clone()));
+        let hooks: Arc<dyn gateway::GatewayHooks> = acp.clone();
+        gateways.set_hooks(Arc::downgrade(&hooks));
+        Ok(Arc::new_cyclic(|me: &std::sync::Weak<AgentRuntime>| {
+            let me = me.clone();
+            acp.set_kick(Arc::new(move |sid: &str| {
+                if let Some(rt) = me.upgrade() {
+                    rt.kick(sid);
+                }
+            }));
+            AgentRuntime {
+                cx,
+                builtin,
+                acp,
+                drivers: Mutex::new(HashMap::new()),
+                shutdown: d.shutdown,
+            }
+        }))
     }
 
     /// Replaces the providers (keys from a vault are resolved once the store is open).
@@ -185,7 +208,8 @@ impl AgentRuntime {
     /// The harness that runs an agent, or why none can.
     fn harness(&self, kind: &HarnessKind) -> Result<&dyn Harness, String> {
         match kind {
-            HarnessKind::Builtin => Ok(&self.builtin),
+            HarnessKind::Builtin => Ok(self.builtin.as_ref()),
+            HarnessKind::Acp(_) => acp::startable(kind).map(|()| self.acp.as_ref() as &dyn Harness),
             other => Err(format!(
                 "the {} harness is not available in this Paddock; use harness \"builtin\"",
                 other.name()

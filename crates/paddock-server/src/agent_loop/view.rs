@@ -64,6 +64,8 @@ pub struct Turn {
     pub waiting_on: Option<Vec<String>>,
     /// A `user.interrupt` arrived during this turn.
     pub interrupted: bool,
+    /// The text of the user messages that opened it.
+    pub input: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -116,6 +118,11 @@ impl View {
                     self.turns += 1;
                     for m in self.queued.drain(..) {
                         for part in m.content {
+                            if let (Some(t), ContentPart::Text { text }) =
+                                (self.turn.as_mut(), &part)
+                            {
+                                t.input.push(text.clone());
+                            }
                             push(&mut self.messages, Role::User, part);
                         }
                     }

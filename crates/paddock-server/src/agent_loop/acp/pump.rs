@@ -1,0 +1,495 @@
+//! The session's pump: what an ACP agent sends, in the order it sent it, becomes the
+//! same Managed Agents events the built-in agent writes.
+//!
+//! | ACP | events |
+//! |---|---|
+//! | `agent_message_chunk` | `event_start`/`event_delta` previews, then one `agent.message` (at the next non-text update or the prompt's end) |
+//! | `agent_thought_chunk` | `agent.thinking` (once per run of thought) |
+//! | `tool_call` / `tool_call_update` | `agent.tool_use` once the call runs (or asks), `agent.tool_result` when it is completed or failed |
+//! | `session/request_permission` | judged by the agent's policy: answered at once, or `agent.tool_use` with `evaluated_permission: "ask"` for the user to confirm |
+//! | the prompt's answer | the turn's outcome, for the driver to end the turn with |
+//!
+//! Events are written only while a turn of this connection is open: what an agent
+//! says after an interrupt or before its first turn is not part of any turn.
+
+use agent_client_protocol::v1::schema::{
+    self, ContentBlock, PermissionOptionKind, RequestPermissionOutcome, RequestPermissionResponse,
+    SelectedPermissionOutcome, SessionUpdate, ToolCallContent, ToolCallStatus, ToolKind,
+};
+use paddock_core::event::{EvaluatedPermission, NewEvent, ServerEvent, ToolUse};
+use paddock_core::id;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+use super::conn::FromAgent;
+use super::policy::Policy;
+use super::{Ask, Kick, Outcome, Shared};
+use crate::agent_loop::ctx::Ctx;
+
+/// One tool call of the agent, as far as it has told us.
+#[derive(Default)]
+struct Call {
+    /// The `agent.tool_use` written for it.
+    event: Option<String>,
+    name: Option<String>,
+    title: String,
+    kind: Option<ToolKind>,
+    input: Option<Value>,
+    paths: Vec<String>,
+    output: Vec<String>,
+    raw_output: Option<Value>,
+}
+
+impl Call {
+    fn tool_name(&self) -> String {
+        if let Some(n) = &self.name {
+            return n.clone();
+        }
+        match &self.kind {
+            Some(k) => serde_json::to_value(k)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_else(|| "tool".into()),
+            None => "tool".into(),
+        }
+    }
+
+    fn tool_input(&self) -> Value {
+        let mut v = match &self.input {
+            Some(Value::Object(m)) => Value::Object(m.clone()),
+            Some(Value::Null) | None => json!({}),
+            Some(other) => json!({ "input": other }),
+        };
+        if !self.title.is_empty() && v.get("title").is_none() {
+            v["title"] = json!(self.title);
+        }
+        v
+    }
+
+    fn content(&mut self, content: &[ToolCallContent]) {
+        self.output = content
+            .iter()
+            .filter_map(|c| match c {
+                ToolCallContent::Content(c) => Some(block_text(&c.content)),
+                ToolCallContent::Diff(d) => Some(format!("[diff of {}]", d.path.display())),
+                ToolCallContent::Terminal(t) => Some(format!("[terminal {}]", t.terminal_id.0)),
+                _ => None,
+            })
+            .filter(|t| !t.is_empty())
+            .collect();
+    }
+
+    fn result_text(&self) -> String {
+        if !self.output.is_empty() {
+            return self.output.join("\n");
+        }
+        match &self.raw_output {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Null) | None => String::new(),
+            Some(v) => ["formatted_output", "aggregated_output", "output"]
+                .iter()
+                .find_map(|k| v.get(*k).and_then(Value::as_str).map(str::to_string))
+                .unwrap_or_else(|| v.to_string()),
+        }
+    }
+}
+
+fn block_text(b: &ContentBlock) -> String {
+    match b {
+        ContentBlock::Text(t) => t.text.clone(),
+        ContentBlock::Image(_) => "[image]".into(),
+        ContentBlock::Audio(_) => "[audio]".into(),
+        ContentBlock::ResourceLink(l) => format!("[{}]", l.uri),
+        ContentBlock::Resource(_) => "[resource]".into(),
+        _ => String::new(),
+    }
+}
+
+pub(crate) struct Pump {
+    pub cx: Arc<Ctx>,
+    pub session_id: String,
+    pub shared: Arc<std::sync::Mutex<Shared>>,
+    pub policy: Policy,
+    pub kick: Kick,
+    text: String,
+    text_id: Option<String>,
+    thinking: bool,
+    calls: HashMap<String, Call>,
+}
+
+impl Pump {
+    pub fn new(
+        cx: Arc<Ctx>,
+        session_id: String,
+        shared: Arc<std::sync::Mutex<Shared>>,
+        policy: Policy,
+        kick: Kick,
+    ) -> Self {
+        Pump {
+            cx,
+            session_id,
+            shared,
+            policy,
+            kick,
+            text: String::new(),
+            text_id: None,
+            thinking: false,
+            calls: HashMap::new(),
+        }
+    }
+
+    fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn turn_open(&self) -> bool {
+        self.shared().turn.is_some()
+    }
+
+    pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<FromAgent>) {
+        while let Some(m) = rx.recv().await {
+            let r = match m {
+                FromAgent::Update(n) => self.update(n.update).await,
+                FromAgent::Permission { request, reply } => self.permission(*request, reply).await,
+                FromAgent::Withdrawn => Ok(()),
+                FromAgent::PromptDone { turn, result } => {
+                    let r = self.flush().await;
+                    let outcome = match result {
+                        Ok(resp) => Outcome::Stopped(resp.stop_reason),
+                        Err(e) => Outcome::Failed(e.to_string()),
+                    };
+                    self.finish(turn, outcome);
+                    r
+                }
+                FromAgent::Closed => {
+                    let r = self.flush().await;
+                    let turn = {
+                        let mut s = self.shared();
+                        s.closed = true;
+                        s.turn
+                    };
+                    if let Some(t) = turn {
+                        self.finish(t, Outcome::Closed);
+                    } else {
+                        (self.kick)(&self.session_id);
+                    }
+                    if let Err(e) = r {
+                        tracing::warn!(session_id = %self.session_id, error = %e, "cannot write the ACP agent's events");
+                    }
+                    return;
+                }
+            };
+            if let Err(e) = r {
+                tracing::warn!(session_id = %self.session_id, error = %e, "cannot write the ACP agent's events");
+            }
+        }
+    }
+
+    /// Records how the prompt of `turn` ended, for the driver.
+    fn finish(&self, turn: u32, outcome: Outcome) {
+        {
+            let mut s = self.shared();
+            if s.turn != Some(turn) {
+                return;
+            }
+            s.outcome = Some((turn, outcome));
+        }
+        (self.kick)(&self.session_id);
+    }
+
+    async fn emit(&self, events: Vec<NewEvent>) -> crate::error::ApiResult<()> {
+        if !self.turn_open() || events.is_empty() {
+            return Ok(());
+        }
+        self.cx.emit_events(&self.session_id, events).await?;
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> crate::error::ApiResult<()> {
+        let Some(eid) = self.text_id.take() else {
+            return Ok(());
+        };
+        let t = std::mem::take(&mut self.text);
+        self.emit(vec![NewEvent::typed_with_id(
+            eid,
+            &ServerEvent::agent_text(t),
+        )])
+        .await
+    }
+
+    fn preview(&mut self, t: &str) {
+        if !self.turn_open() {
+            return;
+        }
+        let sid = self.session_id.clone();
+        let eid = self.text_id.get_or_insert_with(|| {
+            let eid = id::new(id::EVENT);
+            self.cx.hub.preview(
+                &sid,
+                json!({"type": "event_start", "event": {"id": eid, "type": "agent.message"}}),
+            );
+            eid
+        });
+        self.cx.hub.preview(
+            &sid,
+            json!({"type": "event_delta", "event_id": eid, "delta": {"type": "content_delta", "index": 0, "content": {"type": "text", "text": t}}}),
+        );
+        self.text.push_str(t);
+    }
+
+    async fn update(&mut self, u: SessionUpdate) -> crate::error::ApiResult<()> {
+        match u {
+            SessionUpdate::AgentMessageChunk(c) => {
+                self.thinking = false;
+                let t = block_text(&c.content);
+                if !t.is_empty() {
+                    self.preview(&t);
+                }
+                Ok(())
+            }
+            SessionUpdate::AgentThoughtChunk(_) => {
+                self.flush().await?;
+                if !std::mem::replace(&mut self.thinking, true) {
+                    self.emit(vec![ServerEvent::AgentThinking {}.into()])
+                        .await?;
+                }
+                Ok(())
+            }
+            SessionUpdate::ToolCall(tc) => {
+                self.thinking = false;
+                self.flush().await?;
+                let id = tc.tool_call_id.0.to_string();
+                let call = self.calls.entry(id.clone()).or_default();
+                call.title = tc.title.clone();
+                call.name = tc.name.clone().or(call.name.take());
+                call.kind = Some(tc.kind.clone());
+                if tc.raw_input.is_some() {
+                    call.input = tc.raw_input.clone();
+                }
+                call.paths = tc
+                    .locations
+                    .iter()
+                    .map(|l| l.path.display().to_string())
+                    .collect();
+                call.content(&tc.content);
+                if tc.raw_output.is_some() {
+                    call.raw_output = tc.raw_output.clone();
+                }
+                self.status(&id, tc.status).await
+            }
+            SessionUpdate::ToolCallUpdate(u) => {
+                self.thinking = false;
+                self.flush().await?;
+                let id = u.tool_call_id.0.to_string();
+                let f = u.fields;
+                {
+                    let call = self.calls.entry(id.clone()).or_default();
+                    if let Some(t) = f.title {
+                        call.title = t;
+                    }
+                    if f.name.is_some() {
+                        call.name = f.name;
+                    }
+                    if f.kind.is_some() {
+                        call.kind = f.kind;
+                    }
+                    if let Some(i) = f.raw_input {
+                        call.input = Some(i);
+                    }
+                    if let Some(l) = f.locations {
+                        call.paths = l.iter().map(|l| l.path.display().to_string()).collect();
+                    }
+                    if let Some(c) = f.content {
+                        call.content(&c);
+                    }
+                    if f.raw_output.is_some() {
+                        call.raw_output = f.raw_output;
+                    }
+                }
+                match f.status {
+                    Some(s) => self.status(&id, s).await,
+                    None => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A `agent.tool_use` for call `id` (written once).
+    fn use_event(
+        &mut self,
+        id: &str,
+        permission: EvaluatedPermission,
+        evaluation: Option<Value>,
+    ) -> Option<(String, NewEvent)> {
+        let call = self.calls.get_mut(id)?;
+        if call.event.is_some() {
+            return None;
+        }
+        let eid = id::new(id::EVENT);
+        call.event = Some(eid.clone());
+        let e = ServerEvent::AgentToolUse(ToolUse {
+            name: call.tool_name(),
+            input: call.tool_input(),
+            mcp_server_name: None,
+            evaluated_permission: Some(permission),
+            evaluation,
+        });
+        Some((eid.clone(), NewEvent::typed_with_id(eid, &e)))
+    }
+
+    /// The `agent.tool_result` of tool use `eid` (written once; the driver may have
+    /// written one already, for a call the user denied).
+    fn result_event(&self, eid: &str, text: String, is_error: bool) -> Option<NewEvent> {
+        let fresh = self.shared().resulted.insert(eid.to_string());
+        fresh.then(|| ServerEvent::tool_result(eid, text, is_error).into())
+    }
+
+    async fn status(&mut self, id: &str, status: ToolCallStatus) -> crate::error::ApiResult<()> {
+        let mut events = Vec::new();
+        match status {
+            ToolCallStatus::InProgress => {
+                if let Some((_, e)) = self.use_event(id, EvaluatedPermission::Allow, None) {
+                    events.push(e);
+                }
+            }
+            ToolCallStatus::Completed | ToolCallStatus::Failed => {
+                if let Some((_, e)) = self.use_event(id, EvaluatedPermission::Allow, None) {
+                    events.push(e);
+                }
+                let failed = status == ToolCallStatus::Failed;
+                if let Some(call) = self.calls.get(id) {
+                    if let Some(eid) = call.event.clone() {
+                        let mut text = call.result_text();
+                        if text.is_empty() {
+                            text = if failed {
+                                "The tool call failed."
+                            } else {
+                                "Done."
+                            }
+                            .into();
+                        }
+                        if let Some(e) = self.result_event(&eid, text, failed) {
+                            events.push(e);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.emit(events).await
+    }
+
+    async fn permission(
+        &mut self,
+        req: schema::RequestPermissionRequest,
+        reply: agent_client_protocol::v1::Responder<RequestPermissionResponse>,
+    ) -> crate::error::ApiResult<()> {
+        self.flush().await?;
+        let id = req.tool_call.tool_call_id.0.to_string();
+        {
+            let f = &req.tool_call.fields;
+            let call = self.calls.entry(id.clone()).or_default();
+            if let Some(t) = &f.title {
+                call.title = t.clone();
+            }
+            if f.name.is_some() {
+                call.name = f.name.clone();
+            }
+            if f.kind.is_some() {
+                call.kind = f.kind.clone();
+            }
+            if let Some(i) = &f.raw_input {
+                call.input = Some(i.clone());
+            }
+            if let Some(l) = &f.locations {
+                call.paths = l.iter().map(|l| l.path.display().to_string()).collect();
+            }
+        }
+        let (kind, input, paths) = {
+            let c = &self.calls[&id];
+            (
+                c.kind.clone().unwrap_or(ToolKind::Other),
+                c.input.clone().unwrap_or(Value::Null),
+                c.paths.clone(),
+            )
+        };
+        let d = self.policy.decide(&kind, &input, &paths);
+        if !self.turn_open() {
+            // No turn: nothing may run.
+            let _ = reply.respond(RequestPermissionResponse::new(
+                RequestPermissionOutcome::Cancelled,
+            ));
+            return Ok(());
+        }
+        let options = req.options.clone();
+        match d.permission {
+            EvaluatedPermission::Allow => {
+                let _ = reply.respond(choose(&options, true));
+                let events: Vec<NewEvent> = self
+                    .use_event(&id, EvaluatedPermission::Allow, d.evaluation)
+                    .map(|(_, e)| e)
+                    .into_iter()
+                    .collect();
+                self.emit(events).await
+            }
+            EvaluatedPermission::Deny => {
+                let _ = reply.respond(choose(&options, false));
+                let mut events = Vec::new();
+                if let Some((eid, e)) = self.use_event(&id, EvaluatedPermission::Deny, d.evaluation)
+                {
+                    events.push(e);
+                    let why = d.reason.unwrap_or_else(|| "the permission policy".into());
+                    if let Some(r) = self.result_event(
+                        &eid,
+                        format!("Denied by the permission policy: {why}."),
+                        true,
+                    ) {
+                        events.push(r);
+                    }
+                }
+                self.emit(events).await
+            }
+            EvaluatedPermission::Ask => {
+                let Some((eid, e)) = self.use_event(&id, EvaluatedPermission::Ask, d.evaluation)
+                else {
+                    let _ = reply.respond(choose(&options, true));
+                    return Ok(());
+                };
+                self.shared().asks.insert(eid, Ask { reply, options });
+                self.emit(vec![e]).await?;
+                (self.kick)(&self.session_id);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The answer that allows (or rejects) once, by the options' kinds.
+pub(crate) fn choose(
+    options: &[schema::PermissionOption],
+    allow: bool,
+) -> RequestPermissionResponse {
+    let wanted: &[PermissionOptionKind] = if allow {
+        &[
+            PermissionOptionKind::AllowOnce,
+            PermissionOptionKind::AllowAlways,
+        ]
+    } else {
+        &[
+            PermissionOptionKind::RejectOnce,
+            PermissionOptionKind::RejectAlways,
+        ]
+    };
+    let pick = wanted
+        .iter()
+        .find_map(|k| options.iter().find(|o| &o.kind == k));
+    RequestPermissionResponse::new(match pick {
+        Some(o) => {
+            RequestPermissionOutcome::Selected(SelectedPermissionOutcome::new(o.option_id.clone()))
+        }
+        None => RequestPermissionOutcome::Cancelled,
+    })
+}
