@@ -70,13 +70,7 @@ impl Call {
 
     /// Whether a provider of `kind` speaks this call's format.
     pub fn served_by(&self, kind: ProviderKind) -> bool {
-        matches!(
-            (self.wire, kind),
-            (ModelWire::Anthropic, ProviderKind::Anthropic)
-                | (ModelWire::OpenaiChat, ProviderKind::OpenAi)
-                | (ModelWire::OpenaiResponses, ProviderKind::OpenAi)
-                | (ModelWire::Gemini, ProviderKind::Gemini)
-        )
+        served_by(self.wire, kind)
     }
 
     /// Points the request at `model` (the session's model, as its provider names it):
@@ -115,6 +109,26 @@ impl Call {
                 (stream, asked)
             }
         }
+    }
+}
+
+/// Whether a provider of `kind` speaks `wire`.
+pub fn served_by(wire: ModelWire, kind: ProviderKind) -> bool {
+    matches!(
+        (wire, kind),
+        (ModelWire::Anthropic, ProviderKind::Anthropic)
+            | (ModelWire::OpenaiChat, ProviderKind::OpenAi)
+            | (ModelWire::OpenaiResponses, ProviderKind::OpenAi)
+            | (ModelWire::Gemini, ProviderKind::Gemini)
+    )
+}
+
+/// The base URL an API client of `wire` takes for a gateway at `root` (OpenAI's
+/// clients put the version in the base URL; Anthropic's and Gemini's do not).
+pub fn base_url(wire: ModelWire, root: &str) -> String {
+    match wire {
+        ModelWire::OpenaiChat | ModelWire::OpenaiResponses => format!("{root}/v1"),
+        ModelWire::Anthropic | ModelWire::Gemini => root.to_string(),
     }
 }
 

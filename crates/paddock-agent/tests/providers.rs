@@ -29,6 +29,7 @@ fn base_url(kind: ProviderKind, server: &ModelServer) -> String {
     match kind {
         ProviderKind::OpenAi => server.openai_base_url(),
         ProviderKind::Anthropic => server.anthropic_base_url(),
+        ProviderKind::Gemini => unreachable!("gemini serves the gateway only"),
     }
 }
 
@@ -43,6 +44,7 @@ fn model(kind: ProviderKind) -> &'static str {
     match kind {
         ProviderKind::OpenAi => "gpt-4o",
         ProviderKind::Anthropic => "claude-sonnet-4-6",
+        ProviderKind::Gemini => unreachable!("gemini serves the gateway only"),
     }
 }
 
@@ -143,6 +145,7 @@ async fn tool_call_input_arrives_in_partial_json_deltas(kind: ProviderKind) -> R
     let prefix = match kind {
         ProviderKind::OpenAi => "call_1_",
         ProviderKind::Anthropic => "toolu_1_",
+        ProviderKind::Gemini => unreachable!("gemini serves the gateway only"),
     };
     let tools: Vec<&StreamEvent> = evs
         .iter()
@@ -178,6 +181,7 @@ async fn usage_includes_cache_tokens(kind: ProviderKind) -> Result<()> {
     let p = provider(kind, &server)?;
     let resp = p.stream(&hello(kind)).await?.collect_response().await?;
     let expected = match kind {
+        ProviderKind::Gemini => unreachable!("gemini serves the gateway only"),
         ProviderKind::Anthropic => Usage {
             input_tokens: 12,
             output_tokens: 7,
@@ -247,6 +251,7 @@ async fn exact_requests_are_sent(kind: ProviderKind) -> Result<()> {
         r.header("user-agent")
     );
     match kind {
+        ProviderKind::Gemini => unreachable!("gemini serves the gateway only"),
         ProviderKind::OpenAi => {
             assert_eq!(r.path, "/v1/chat/completions");
             assert_eq!(
@@ -313,6 +318,7 @@ async fn exact_requests_are_sent(kind: ProviderKind) -> Result<()> {
         match kind {
             ProviderKind::OpenAi => 2, // system + user
             ProviderKind::Anthropic => 1,
+            ProviderKind::Gemini => unreachable!("gemini serves the gateway only"),
         }
     );
     Ok(())
@@ -382,6 +388,7 @@ async fn server_errors_are_retried_until_exhausted(kind: ProviderKind) -> Result
 
 async fn overloaded_is_classified(kind: ProviderKind) -> Result<()> {
     let status = match kind {
+        ProviderKind::Gemini => unreachable!("gemini serves the gateway only"),
         ProviderKind::OpenAi => 503,
         ProviderKind::Anthropic => 529,
     };
@@ -457,6 +464,7 @@ async fn unreachable_port_is_unreachable(kind: ProviderKind) -> Result<()> {
         l.local_addr()?.port()
     };
     let url = match kind {
+        ProviderKind::Gemini => unreachable!("gemini serves the gateway only"),
         ProviderKind::OpenAi => format!("http://127.0.0.1:{port}/v1"),
         ProviderKind::Anthropic => format!("http://127.0.0.1:{port}"),
     };
@@ -646,6 +654,7 @@ async fn non_streaming_answers_are_served(kind: ProviderKind) -> Result<()> {
         .usage(5, 6, 7, 0);
     let server = start(vec![reply.into()]).await?;
     let (url, body) = match kind {
+        ProviderKind::Gemini => unreachable!("gemini serves the gateway only"),
         ProviderKind::OpenAi => (
             format!("{}/chat/completions", server.openai_base_url()),
             json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}),
@@ -664,6 +673,7 @@ async fn non_streaming_answers_are_served(kind: ProviderKind) -> Result<()> {
         .json()
         .await?;
     match kind {
+        ProviderKind::Gemini => unreachable!("gemini serves the gateway only"),
         ProviderKind::OpenAi => {
             assert_eq!(v["object"], json!("chat.completion"));
             let msg = &v["choices"][0]["message"];

@@ -418,7 +418,7 @@ impl DockerBackend {
         };
         let image = match spec.image.as_deref() {
             // Runbook names stand for the images scripts/images.sh builds.
-            Some(r @ ("base" | "web" | "locked")) => format!("paddock-{r}:latest"),
+            Some(r @ ("base" | "web" | "locked" | "agents")) => format!("paddock-{r}:latest"),
             Some(i) => i.to_string(),
             None => self.cfg.default_image.clone(),
         };

@@ -10,6 +10,7 @@
 //! in the runner's directory: `<root>/<runner_id>/{workspace,sock,etc,meta.json,worker.log}`.
 
 use async_trait::async_trait;
+use paddock_core::harness::{AGENTS_PREFIX, AGENTS_RUNBOOK};
 use paddock_core::runner::Isolation;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -51,6 +52,9 @@ pub struct LocalConfig {
     pub sandbox_uid: Option<u32>,
     /// How long a new worker may take to answer.
     pub start_timeout: Duration,
+    /// The host prefix of the ACP agents (scripts/agents.sh), mounted read-only at
+    /// `/opt/paddock-agents` in runners of the `agents` runbook.
+    pub agents_dir: Option<PathBuf>,
 }
 
 impl LocalConfig {
@@ -61,6 +65,7 @@ impl LocalConfig {
             mode: LocalMode::Bwrap,
             sandbox_uid: Some(65534),
             start_timeout: Duration::from_secs(15),
+            agents_dir: None,
         }
     }
 }
@@ -257,6 +262,11 @@ impl LocalBackend {
         push(&["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]);
         push(&["--bind", &d("workspace"), "/workspace"]);
         push(&["--bind", &d("sock"), "/run/paddock"]);
+        if spec.image.as_deref() == Some(AGENTS_RUNBOOK) {
+            if let Some(agents) = &self.cfg.agents_dir {
+                push(&["--ro-bind", &agents.display().to_string(), AGENTS_PREFIX]);
+            }
+        }
         push(&[
             "--ro-bind",
             &self.cfg.worker.path.display().to_string(),
@@ -534,6 +544,23 @@ impl Backend for LocalBackend {
                     caps.network_policies
                 ),
             });
+        }
+        if spec.image.as_deref() == Some(AGENTS_RUNBOOK) {
+            let found = self
+                .cfg
+                .agents_dir
+                .as_ref()
+                .filter(|d| d.join("bin/node").exists());
+            if found.is_none() || self.cfg.mode != LocalMode::Bwrap {
+                return Err(BackendError::Unsupported {
+                    field: "runbook".into(),
+                    message: match &self.cfg.agents_dir {
+                        _ if self.cfg.mode != LocalMode::Bwrap => "the agents runbook needs the local backend in bwrap mode (it mounts the agents' prefix into the sandbox)".to_string(),
+                        Some(d) => format!("the agents runbook mounts the ACP agents' prefix {}, which holds no bin/node: run scripts/agents.sh", d.display()),
+                        None => "the agents runbook needs [local] agents_dir, the ACP agents' prefix (scripts/agents.sh)".to_string(),
+                    },
+                });
+            }
         }
         Ok(())
     }

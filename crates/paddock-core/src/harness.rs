@@ -208,10 +208,19 @@ pub enum ModelWire {
 }
 
 /// How Paddock starts one ACP adapter: a row of data. Values may hold placeholders,
-/// filled in at start: `{gateway}` (the model gateway's URL inside the runner, no
-/// trailing slash), `{token}` (the runner's gateway token), `{model}` (the agent's
-/// model as its provider names it), `{home}` (a private writable directory of the
-/// agent process) and `{workspace}`.
+/// filled in at start:
+///
+/// | placeholder | value |
+/// |---|---|
+/// | `{gateway}` | the model gateway's root URL inside the runner (`http://127.0.0.1:PORT`) |
+/// | `{wire_base}` | the base URL the agent's API client takes for the wire in use (the root for Anthropic and Gemini, `…/v1` for OpenAI's) |
+/// | `{wire_name}` | the adapter's own name of that wire (see `wires`) |
+/// | `{token}` | the runner's gateway token |
+/// | `{model}` | the agent's model as its provider names it |
+/// | `{ask}` | `ask.0` when every tool call may run unasked, else `ask.1` |
+/// | `{nonce}` | a random token of this start (for the agent's own loopback services) |
+/// | `{home}` | a private writable directory of the agent process |
+/// | `{workspace}` | the runner's workspace |
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AdapterSpec {
     pub adapter: AcpAdapter,
@@ -222,8 +231,12 @@ pub struct AdapterSpec {
     pub runbook: &'static str,
     /// The program and arguments that start it speaking ACP on stdio.
     pub command: &'static [&'static str],
-    /// The format of its model traffic.
-    pub wire: ModelWire,
+    /// The formats its model traffic can take, in order of preference, with the
+    /// adapter's own name of each (`{wire_name}`); the first one the session's
+    /// provider speaks is used.
+    pub wires: &'static [(ModelWire, &'static str)],
+    /// `{ask}`: the adapter's setting for "never ask" and for "ask first".
+    pub ask: (&'static str, &'static str),
     /// Its environment: the gateway, and the settings that turn off telemetry, update
     /// checks and login flows.
     pub env: &'static [(&'static str, &'static str)],
@@ -280,8 +293,116 @@ const GEMINI_SETTINGS: &str = r#"{
 }
 "#;
 
+const OPENCLAW: &str = "/opt/paddock-agents/lib/node_modules/openclaw/openclaw.mjs";
+
+/// OpenClaw's ACP mode is a bridge to its gateway, a second process: start the gateway,
+/// wait until it is ready, then become the bridge (both in the process's group).
+const OPENCLAW_START: &str = r#"node "$OPENCLAW" gateway run > "$HOME/gateway.log" 2>&1 &
+node -e 'const h=require("http"),t=Date.now();(function f(){h.get("http://127.0.0.1:18789/readyz",r=>{r.resume();r.statusCode===200?process.exit(0):setTimeout(f,250)}).on("error",()=>Date.now()-t>240000?process.exit(1):setTimeout(f,250))})()' || { echo "the OpenClaw gateway did not become ready:" >&2; tail -n 40 "$HOME/gateway.log" >&2; exit 1; }
+exec node "$OPENCLAW" acp"#;
+
+const OPENCLAW_ENV: &[(&str, &str)] = &[
+    ("OPENCLAW", OPENCLAW),
+    ("OPENCLAW_STATE_DIR", "{home}/state"),
+    ("OPENCLAW_CONFIG_PATH", "{home}/state/openclaw.json"),
+    ("OPENCLAW_GATEWAY_SECRET", "{nonce}"),
+    ("OPENCLAW_MODEL_TOKEN", "{token}"),
+    ("OPENCLAW_DISABLE_BONJOUR", "1"),
+    ("OPENCLAW_NO_AUTO_UPDATE", "1"),
+    ("OPENCLAW_OFFLINE", "1"),
+    ("OPENCLAW_SKIP_CHANNELS", "1"),
+    ("OPENCLAW_HIDE_BANNER", "1"),
+    ("OPENCLAW_SUPPRESS_NOTES", "1"),
+    ("CLAWHUB_DISABLE_TELEMETRY", "1"),
+    ("DO_NOT_TRACK", "1"),
+];
+
+/// OpenClaw's configuration: its gateway on the sandbox's loopback, everything that
+/// would reach the network off, one model provider (Paddock's gateway), tools run in
+/// the workspace, the self-configuring and messaging tools denied.
+const OPENCLAW_CONFIG: &str = r#"{
+  "gateway": {"mode": "local", "port": 18789, "bind": "loopback",
+              "auth": {"mode": "token", "token": "${OPENCLAW_GATEWAY_SECRET}"},
+              "tailscale": {"mode": "off"}, "controlUi": {"enabled": false}},
+  "update": {"checkOnStart": false, "auto": {"enabled": false}},
+  "telemetry": {"enabled": false},
+  "discovery": {"mdns": {"mode": "off"}},
+  "browser": {"enabled": false},
+  "cron": {"enabled": false},
+  "plugins": {"enabled": false},
+  "logging": {"file": "{home}/state/logs/openclaw.log"},
+  "models": {"mode": "replace", "catalogRefresh": {"enabled": false},
+             "providers": {"paddock": {"baseUrl": "{wire_base}", "apiKey": "${OPENCLAW_MODEL_TOKEN}", "api": "{wire_name}",
+               "models": [{"id": "{model}", "name": "{model}", "reasoning": false, "input": ["text"],
+                           "cost": {"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0},
+                           "contextWindow": 200000, "maxTokens": 8192}]}}},
+  "agents": {"defaults": {"model": {"primary": "paddock/{model}"}, "utilityModel": "",
+                          "workspace": "{home}/state/workspace", "cwd": "{workspace}",
+                          "skipBootstrap": true, "heartbeat": {"every": "0m"}}},
+  "tools": {"exec": {"mode": "{ask}"}, "profile": "coding",
+            "deny": ["openclaw", "gateway", "group:web", "browser", "cron", "automations", "message", "nodes", "sessions_spawn", "subagents"]}
+}
+"#;
+
+const CODEX: &str = "/opt/paddock-agents/lib/node_modules/@zed-industries/codex-acp/node_modules/@zed-industries/codex-acp-linux-x64/bin/codex-acp";
+
+const CODEX_ENV: &[(&str, &str)] = &[
+    ("CODEX_HOME", "{home}/codex"),
+    ("PADDOCK_GATEWAY_TOKEN", "{token}"),
+];
+
 /// Every adapter Paddock knows, as data (docs/agents-acp.md lists the same table).
 pub const ADAPTERS: &[AdapterSpec] = &[
+    AdapterSpec {
+        adapter: AcpAdapter::Openclaw,
+        package: "openclaw",
+        version: "2026.9.6",
+        runbook: AGENTS_RUNBOOK,
+        command: &["/bin/sh", "-c", OPENCLAW_START],
+        wires: &[
+            (ModelWire::Anthropic, "anthropic-messages"),
+            (ModelWire::OpenaiChat, "openai-completions"),
+            (ModelWire::OpenaiResponses, "openai-responses"),
+        ],
+        ask: ("full", "ask"),
+        env: OPENCLAW_ENV,
+        files: &[("state/openclaw.json", OPENCLAW_CONFIG)],
+        mode_allow: None,
+        mode_ask: None,
+        client_fs: (true, true),
+    },
+    AdapterSpec {
+        adapter: AcpAdapter::Codex,
+        package: "@zed-industries/codex-acp",
+        version: "0.16.0",
+        runbook: AGENTS_RUNBOOK,
+        command: &[
+            CODEX,
+            "-c", "model_provider=\"paddock\"",
+            "-c", "model_providers.paddock.name=\"Paddock gateway\"",
+            "-c", "model_providers.paddock.base_url=\"{wire_base}\"",
+            "-c", "model_providers.paddock.env_key=\"PADDOCK_GATEWAY_TOKEN\"",
+            "-c", "model_providers.paddock.wire_api=\"responses\"",
+            "-c", "model_providers.paddock.request_max_retries=0",
+            "-c", "model_providers.paddock.stream_max_retries=0",
+            "-c", "model=\"{model}\"",
+            "-c", "sandbox_mode=\"danger-full-access\"",
+            "-c", "approval_policy=\"{ask}\"",
+            "-c", "web_search=\"disabled\"",
+            "-c", "features.multi_agent=false",
+            "-c", "features.goals=false",
+            "-c", "analytics.enabled=false",
+            "-c", "check_for_update_on_startup=false",
+            "-c", "shell_environment_policy.ignore_default_excludes=false",
+        ],
+        wires: &[(ModelWire::OpenaiResponses, "responses")],
+        ask: ("never", "untrusted"),
+        env: CODEX_ENV,
+        files: &[("codex/config.toml", "")],
+        mode_allow: None,
+        mode_ask: None,
+        client_fs: (true, true),
+    },
     AdapterSpec {
         adapter: AcpAdapter::ClaudeCode,
         package: "@agentclientprotocol/claude-agent-acp",
@@ -291,7 +412,8 @@ pub const ADAPTERS: &[AdapterSpec] = &[
             "/opt/paddock-agents/bin/node",
             "/opt/paddock-agents/lib/node_modules/@agentclientprotocol/claude-agent-acp/dist/index.js",
         ],
-        wire: ModelWire::Anthropic,
+        wires: &[(ModelWire::Anthropic, "anthropic")],
+        ask: ("", ""),
         env: CLAUDE_ENV,
         files: &[],
         mode_allow: Some("bypassPermissions"),
@@ -308,7 +430,8 @@ pub const ADAPTERS: &[AdapterSpec] = &[
             "/opt/paddock-agents/lib/node_modules/@google/gemini-cli/bundle/gemini.js",
             "--acp",
         ],
-        wire: ModelWire::Gemini,
+        wires: &[(ModelWire::Gemini, "gemini")],
+        ask: ("", ""),
         env: GEMINI_ENV,
         files: &[(".gemini/settings.json", GEMINI_SETTINGS)],
         mode_allow: None,
@@ -407,10 +530,7 @@ mod tests {
     #[test]
     fn every_known_adapter_has_a_row() {
         for a in AcpAdapter::ALL {
-            if a != AcpAdapter::Custom {
-                // Rows are added as each adapter is verified; see docs/agents-acp.md.
-                let _ = adapter_spec(a);
-            }
+            assert_eq!(adapter_spec(a).is_some(), a != AcpAdapter::Custom, "{a:?}");
         }
         for row in ADAPTERS {
             assert!(

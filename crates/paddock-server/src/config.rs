@@ -235,6 +235,9 @@ pub struct LocalSettings {
     pub worker: Option<PathBuf>,
     /// Seconds a new worker may take to answer.
     pub start_timeout_secs: u64,
+    /// The ACP agents' prefix (scripts/agents.sh), mounted read-only at
+    /// `/opt/paddock-agents` in runners of the `agents` runbook.
+    pub agents_dir: PathBuf,
 }
 
 impl Default for LocalSettings {
@@ -244,6 +247,7 @@ impl Default for LocalSettings {
             sandbox_uid: Some(65534),
             worker: None,
             start_timeout_secs: 15,
+            agents_dir: PathBuf::from("/var/cache/paddock-images/agents"),
         }
     }
 }

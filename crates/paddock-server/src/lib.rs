@@ -578,6 +578,7 @@ fn backends(config: &Config) -> Result<BTreeMap<String, Arc<dyn Backend>>, Serve
     let mut local = LocalConfig::new(config.data_dir.join("runners"), worker_command(config)?);
     local.mode = config.local.mode;
     local.sandbox_uid = config.local.sandbox_uid;
+    local.agents_dir = Some(config.local.agents_dir.clone());
     local.start_timeout = std::time::Duration::from_secs(config.local.start_timeout_secs);
     let local = LocalBackend::new(local);
     let caps = local.capabilities();

@@ -1,10 +1,10 @@
-//! The scripted model server: a stand-in for OpenAI-compatible and Anthropic model
-//! providers that speaks their real wire formats, replays a deterministic script and
-//! records every request it was sent.
+//! The scripted model server: a stand-in for model providers (OpenAI chat completions
+//! and Responses, Anthropic messages, Google Gemini) that speaks their real wire
+//! formats, replays a deterministic script and records every request it was sent.
 //!
 //! It is the only stand-in for a model provider the project uses: tests point the
-//! production provider code at it (nothing in the client is mocked) and assert on the
-//! exact requests it recorded.
+//! production provider code (or a real agent CLI) at it (nothing in the client is
+//! mocked) and assert on the exact requests it recorded.
 //!
 //! # Routes
 //!
@@ -12,10 +12,19 @@
 //! |---|---|
 //! | `POST /v1/chat/completions` | OpenAI chat completions: SSE `data:` chunks ending with `data: [DONE]` when the body has `"stream": true` (a final usage chunk when `stream_options.include_usage` is true), else one `chat.completion` object |
 //! | `POST /v1/messages` | Anthropic messages: SSE with `event:` lines (`message_start`, `ping`, `content_block_start`/`_delta`/`_stop`, `message_delta`, `message_stop`, `error`) when `"stream": true`, else one `message` object |
+//! | `POST /v1/responses` | OpenAI Responses: SSE with `event:` lines and `data:` objects carrying `type` and `sequence_number` (`response.created`, `response.in_progress`, `response.output_item.added`/`.done`, `response.content_part.added`/`.done`, `response.output_text.delta`/`.done`, `response.function_call_arguments.delta`/`.done`, then `response.completed`, `response.incomplete` or `error` + `response.failed`) when `"stream": true`, else one `response` object |
+//! | `POST /v1beta/models/{model}:streamGenerateContent` | Gemini: SSE `data:` chunks (`GenerateContentResponse` objects), whatever the `alt` query says (clients send `?alt=sse`) |
+//! | `POST /v1beta/models/{model}:generateContent` | Gemini: one `GenerateContentResponse` object |
+//! | `POST /v1beta/models/{model}:countTokens` | Gemini: `{"totalTokens": N}` with N = body bytes / 4. Takes no turn (recorded with `side: true`) |
 //!
 //! Each request takes the next turn of the script, whichever route it hit: the same
-//! script can drive either format. A request that finds the script exhausted gets a
-//! provider-shaped HTTP 500 saying so.
+//! script can drive any format. A request that finds the script exhausted gets a
+//! provider-shaped HTTP 500 saying so. A request matching a side rule (below) is
+//! answered by that rule instead and takes no turn. Every request is recorded
+//! ([`ModelServer::requests`]), with its path as received (for Gemini it holds the
+//! model and the action, e.g. `/v1beta/models/gemini-2.5-flash:streamGenerateContent`);
+//! [`ModelServer::main_requests`] leaves out those answered without a turn. Gemini
+//! takes the model from the path, the other formats from the body's `model` field.
 //!
 //! # Script format (JSON, as read by `paddock-model-server --script FILE.json`)
 //!
@@ -33,35 +42,78 @@
 //!     }},
 //!     {"error": {"status": 429, "message": "slow down", "retry_after": "1"}},
 //!     {"hang": {}}
+//!   ],
+//!   "side": [
+//!     {"when": {"body_contains": "\"output_config\"", "path_contains": "/v1/messages"},
+//!      "reply": {"text": ["{\"title\": \"Scripted title\"}"]}}
 //!   ]
 //! }
 //! ```
 //!
 //! * `reply` — a model answer. `text` is a list of chunks, each sent as one delta.
 //!   `tool_calls[]` has `name`, `input` (any JSON, normally an object), an optional
-//!   `id` (default `call_<turn>_<n>` for OpenAI, `toolu_<turn>_<n>` for Anthropic)
-//!   and `chunks` (default 3): the serialized input is split into that many partial
-//!   JSON deltas. `usage` figures are reported the way each provider does: Anthropic
-//!   puts input and cache figures in `message_start` and output tokens in
-//!   `message_delta`; OpenAI reports `prompt_tokens = input + cache_read +
-//!   cache_creation` with `prompt_tokens_details.cached_tokens = cache_read` (OpenAI
-//!   has no cache-write figure). `stop_reason` is one of `end_turn`, `tool_use`,
+//!   `id` (default `call_<turn>_<n>` for OpenAI chat and Responses (`call_id`; the
+//!   Responses item `id` is `fc_scripted_<turn>_<n>`), `toolu_<turn>_<n>` for
+//!   Anthropic; Gemini sends `functionCall.id` only when it is given) and `chunks`
+//!   (default 3): the serialized input is split into that many partial JSON deltas
+//!   (Gemini never splits a call: each call is one chunk with `args` as an object).
+//!   In Responses an `input` that is a JSON string makes a freeform `custom_tool_call`
+//!   (like Codex's `apply_patch`; item id `ctc_scripted_<turn>_<n>`) whose `input` is
+//!   that string, streamed as `response.custom_tool_call_input.delta`/`.done`.
+//!   `usage` figures are reported the way each provider does: Anthropic puts input and
+//!   cache figures in `message_start` and output tokens in `message_delta`; OpenAI
+//!   chat reports `prompt_tokens = input + cache_read + cache_creation` with
+//!   `prompt_tokens_details.cached_tokens = cache_read` (it has no cache-write
+//!   figure); Responses reports `input_tokens` (the same sum),
+//!   `input_tokens_details.cached_tokens = cache_read` and `.cache_write_tokens =
+//!   cache_creation`, `output_tokens` and `total_tokens` in `response.completed`;
+//!   Gemini puts `usageMetadata` on every chunk: `promptTokenCount` (the same sum),
+//!   `candidatesTokenCount = output`, `cachedContentTokenCount = cache_read`,
+//!   `totalTokenCount`. `stop_reason` is one of `end_turn`, `tool_use`,
 //!   `max_tokens`, `refusal`, `stop_sequence` (default: `tool_use` when there are tool
-//!   calls, else `end_turn`); OpenAI gets the matching `finish_reason`.
+//!   calls, else `end_turn`); OpenAI chat gets the matching `finish_reason`, Gemini the
+//!   matching `finishReason` (`STOP`, `MAX_TOKENS`, `SAFETY` for a refusal) on its last
+//!   chunk, and Responses ends `completed`, except `max_tokens` and `refusal`, which
+//!   end `incomplete` (`incomplete_details.reason` `max_output_tokens` /
+//!   `content_filter`, stream event `response.incomplete`).
 //!   `first_delay_ms` is waited (after the response headers) before the first delta,
-//!   `chunk_delay_ms` before every later one: a slow stream. `hang_after: N` stops
-//!   sending after N deltas and keeps the connection open (a stalled stream).
+//!   `chunk_delay_ms` before every later one: a slow stream (a non-streaming answer
+//!   waits their total before it is sent). `hang_after: N` stops sending after N
+//!   deltas and keeps the connection open (a stalled stream). The deltas are the text
+//!   chunks and the tool-input pieces (Gemini: the text chunks and the calls).
 //!   `stream_error: {"type", "message"}` ends the stream with the provider's in-stream
-//!   error (Anthropic `event: error`, OpenAI `data: {"error": …}`) after the deltas.
+//!   error after the deltas: Anthropic `event: error`, OpenAI chat `data: {"error": …}`,
+//!   Responses `event: error` (`code` = type) then `event: response.failed`
+//!   (`response.error = {code: type, message}`), Gemini `data: {"error": {code,
+//!   message, status}}` (a Google status such as `UNAVAILABLE` is used as is; a few
+//!   other providers' types map to one, e.g. `overloaded_error` → 503 `UNAVAILABLE`).
 //! * `error` — an HTTP error: `status`, `message`, optional `type` (default: the
-//!   provider's type for that status, e.g. `rate_limit_error` / `overloaded_error`),
-//!   optional `code` (OpenAI's `error.code`, e.g. `insufficient_quota`), optional
-//!   `retry_after` (sent verbatim as the `retry-after` header), optional `headers`
-//!   (extra response headers) and optional `body` (replaces the provider-shaped body).
+//!   provider's type for that status, e.g. `rate_limit_error` / `overloaded_error`;
+//!   for Gemini the `error.status`, default `INVALID_ARGUMENT`, `UNAUTHENTICATED`,
+//!   `PERMISSION_DENIED`, `NOT_FOUND`, `RESOURCE_EXHAUSTED`, `INTERNAL`,
+//!   `UNAVAILABLE`, … from the HTTP status), optional `code` (OpenAI's `error.code`,
+//!   e.g. `insufficient_quota`), optional `retry_after` (sent verbatim as the
+//!   `retry-after` header; for Gemini a number of seconds also becomes a
+//!   `google.rpc.RetryInfo` detail), optional `headers` (extra response headers) and
+//!   optional `body` (replaces the provider-shaped body). Envelopes: Anthropic
+//!   `{"type": "error", "error": {type, message}}`, OpenAI chat and Responses
+//!   `{"error": {message, type, param, code}}`, Gemini `{"error": {code, message,
+//!   status}}`.
 //! * `hang` — the request is recorded and never answered (until the server stops).
+//!
+//! `side` (optional) lists side rules for the extra calls real agents make besides
+//! their main turns (Claude Code's session-title call has `output_config` in its body;
+//! Gemini's model router calls `generateContent` on another model). Each has a `when`
+//! with an optional `body_contains` (a substring of the request body as sent, or of its
+//! compact JSON serialization) and an optional `path_contains` (a substring of the
+//! path); every condition given must hold (a rule with none matches everything). The
+//! first matching rule answers with its `reply`, in the request's format and stream
+//! mode, and the request takes no turn; rules can answer any number of times. Such
+//! requests are recorded with `side: true`; ids in their answers use `side<request>`
+//! in place of the turn number.
 
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::post;
@@ -77,18 +129,29 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
-/// A deterministic queue of turns: each request served takes the next one.
+/// A deterministic queue of turns: each request served takes the next one, except
+/// those a side rule answers.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Script {
     pub turns: Vec<Turn>,
+    /// Checked in order before a request takes a turn (see the module docs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub side: Vec<SideRule>,
 }
 
 impl Script {
     pub fn new(turns: impl IntoIterator<Item = Turn>) -> Self {
         Script {
             turns: turns.into_iter().collect(),
+            side: Vec::new(),
         }
+    }
+
+    /// Adds a side rule (checked after the ones already there).
+    pub fn with_side(mut self, rule: SideRule) -> Self {
+        self.side.push(rule);
+        self
     }
 
     /// Reads a script from a JSON file (the format in the module docs).
@@ -306,6 +369,64 @@ impl ErrorReply {
 #[serde(deny_unknown_fields)]
 pub struct Hang {}
 
+/// Answers the requests it matches with its reply, without taking a script turn (for
+/// the extra calls agents make: session titles, model routers, …).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SideRule {
+    #[serde(default)]
+    pub when: SideWhen,
+    pub reply: Reply,
+}
+
+/// The conditions of a side rule: every one given must hold.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SideWhen {
+    /// A substring of the request body as sent, or of its compact JSON serialization.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_contains: Option<String>,
+    /// A substring of the request path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_contains: Option<String>,
+}
+
+impl SideRule {
+    /// A rule answering `reply` to every request, until conditions are added.
+    pub fn new(reply: Reply) -> Self {
+        SideRule {
+            when: SideWhen::default(),
+            reply,
+        }
+    }
+
+    /// Only requests whose body contains `s`.
+    pub fn body_contains(mut self, s: impl Into<String>) -> Self {
+        self.when.body_contains = Some(s.into());
+        self
+    }
+
+    /// Only requests whose path contains `s`.
+    pub fn path_contains(mut self, s: impl Into<String>) -> Self {
+        self.when.path_contains = Some(s.into());
+        self
+    }
+
+    fn matches(&self, path: &str, raw: &str, compact: &str) -> bool {
+        let body_ok = self
+            .when
+            .body_contains
+            .as_deref()
+            .is_none_or(|s| raw.contains(s) || compact.contains(s));
+        let path_ok = self
+            .when
+            .path_contains
+            .as_deref()
+            .is_none_or(|s| path.contains(s));
+        body_ok && path_ok
+    }
+}
+
 /// A request as the server received it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RecordedRequest {
@@ -315,6 +436,9 @@ pub struct RecordedRequest {
     pub headers: BTreeMap<String, String>,
     /// The JSON body (a JSON string holding the raw text when it was not JSON).
     pub body: Value,
+    /// True when the request took no script turn: a side rule answered it (or it was a
+    /// Gemini `countTokens` call).
+    pub side: bool,
 }
 
 impl RecordedRequest {
@@ -350,6 +474,7 @@ pub struct StreamRecord {
 #[derive(Default)]
 struct Inner {
     turns: VecDeque<Turn>,
+    side: Vec<SideRule>,
     turns_served: usize,
     requests: Vec<RecordedRequest>,
     streams: Vec<StreamRecord>,
@@ -389,6 +514,7 @@ impl ModelServer {
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 turns: script.turns.into(),
+                side: script.side,
                 ..Inner::default()
             }),
             changed: Notify::new(),
@@ -397,6 +523,8 @@ impl ModelServer {
         let app = Router::new()
             .route("/v1/chat/completions", post(openai))
             .route("/v1/messages", post(anthropic))
+            .route("/v1/responses", post(responses))
+            .route("/v1beta/models/{rest}", post(gemini))
             .fallback(not_found)
             .with_state(shared.clone());
         let task = tokio::spawn(async move {
@@ -436,6 +564,18 @@ impl ModelServer {
         self.shared.lock().requests.clone()
     }
 
+    /// The requests that took (or found no) script turn: [`Self::requests`] without
+    /// those answered by a side rule or by Gemini's `countTokens`.
+    pub fn main_requests(&self) -> Vec<RecordedRequest> {
+        self.shared
+            .lock()
+            .requests
+            .iter()
+            .filter(|r| !r.side)
+            .cloned()
+            .collect()
+    }
+
     pub fn request_count(&self) -> usize {
         self.shared.lock().requests.len()
     }
@@ -443,6 +583,11 @@ impl ModelServer {
     /// Appends turns to the script.
     pub fn push(&self, turn: impl Into<Turn>) {
         self.shared.lock().turns.push_back(turn.into());
+    }
+
+    /// Appends a side rule (checked after the ones already there).
+    pub fn push_side(&self, rule: SideRule) {
+        self.shared.lock().side.push(rule);
     }
 
     pub fn remaining_turns(&self) -> usize {
@@ -502,10 +647,31 @@ impl Drop for ModelServer {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Format {
     OpenAi,
     Anthropic,
+    Responses,
+    Gemini,
+}
+
+/// What the route tells about a call before its body is read.
+struct Call {
+    format: Format,
+    /// The model named by the path (Gemini), else the body's `model` is used.
+    model: Option<String>,
+    /// Whether to stream, when the path says (Gemini), else the body's `stream`.
+    stream: Option<bool>,
+}
+
+impl Call {
+    fn body_driven(format: Format) -> Self {
+        Call {
+            format,
+            model: None,
+            stream: None,
+        }
+    }
 }
 
 async fn openai(
@@ -514,7 +680,7 @@ async fn openai(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    serve(s, Format::OpenAi, uri, headers, body).await
+    serve(s, Call::body_driven(Format::OpenAi), uri, headers, body).await
 }
 
 async fn anthropic(
@@ -523,7 +689,52 @@ async fn anthropic(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    serve(s, Format::Anthropic, uri, headers, body).await
+    serve(s, Call::body_driven(Format::Anthropic), uri, headers, body).await
+}
+
+async fn responses(
+    State(s): State<Arc<Shared>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    serve(s, Call::body_driven(Format::Responses), uri, headers, body).await
+}
+
+/// `/v1beta/models/{model}:{action}`: the model and the action share one segment.
+async fn gemini(
+    State(s): State<Arc<Shared>>,
+    UrlPath(rest): UrlPath<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (model, action) = rest.rsplit_once(':').unwrap_or((rest.as_str(), ""));
+    let stream = match action {
+        "streamGenerateContent" => true,
+        "generateContent" => false,
+        "countTokens" => {
+            record(&s, &uri, &headers, &body, true);
+            let tokens = (body.len() / 4) as u64;
+            return json_response(200, &json!({"totalTokens": tokens}), &[]);
+        }
+        _ => {
+            let e = ErrorReply::new(
+                404,
+                format!(
+                    "the scripted model server has no Gemini method {action:?} (path {})",
+                    uri.path()
+                ),
+            );
+            return error_response(Format::Gemini, &e);
+        }
+    };
+    let call = Call {
+        format: Format::Gemini,
+        model: Some(model.to_string()),
+        stream: Some(stream),
+    };
+    serve(s, call, uri, headers, body).await
 }
 
 async fn not_found(uri: Uri) -> Response {
@@ -535,17 +746,14 @@ async fn not_found(uri: Uri) -> Response {
     )
 }
 
-async fn serve(
-    shared: Arc<Shared>,
-    format: Format,
-    uri: Uri,
-    headers: HeaderMap,
-    raw: Bytes,
-) -> Response {
-    let body: Value = serde_json::from_slice(&raw)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&raw).into_owned()));
+fn parse_body(raw: &Bytes) -> Value {
+    serde_json::from_slice(raw)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(raw).into_owned()))
+}
+
+fn recorded_request(uri: &Uri, headers: &HeaderMap, body: Value, side: bool) -> RecordedRequest {
     let mut recorded = BTreeMap::<String, String>::new();
-    for (name, value) in &headers {
+    for (name, value) in headers {
         let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
         recorded
             .entry(name.as_str().to_string())
@@ -555,19 +763,56 @@ async fn serve(
             })
             .or_insert(value);
     }
-    let (index, turn, turn_no) = {
+    RecordedRequest {
+        method: "POST".into(),
+        path: uri.path().to_string(),
+        headers: recorded,
+        body,
+        side,
+    }
+}
+
+/// Records a request that takes no turn.
+fn record(shared: &Shared, uri: &Uri, headers: &HeaderMap, raw: &Bytes, side: bool) {
+    let request = recorded_request(uri, headers, parse_body(raw), side);
+    shared.lock().requests.push(request);
+    shared.changed.notify_waiters();
+}
+
+async fn serve(
+    shared: Arc<Shared>,
+    call: Call,
+    uri: Uri,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let format = call.format;
+    let body = parse_body(&raw);
+    let path = uri.path().to_string();
+    let raw_text = String::from_utf8_lossy(&raw);
+    let compact = body.to_string();
+    let (index, turn, tag) = {
         let mut inner = shared.lock();
-        inner.requests.push(RecordedRequest {
-            method: "POST".into(),
-            path: uri.path().to_string(),
-            headers: recorded,
-            body: body.clone(),
-        });
-        let turn = inner.turns.pop_front();
-        if turn.is_some() {
-            inner.turns_served += 1;
+        let side = inner
+            .side
+            .iter()
+            .find(|rule| rule.matches(&path, &raw_text, &compact))
+            .map(|rule| rule.reply.clone());
+        let is_side = side.is_some();
+        inner
+            .requests
+            .push(recorded_request(&uri, &headers, body.clone(), is_side));
+        let index = inner.requests.len() - 1;
+        match side {
+            Some(reply) => (index, Some(Turn::Reply(reply)), format!("side{index}")),
+            None => {
+                let turn = inner.turns.pop_front();
+                if turn.is_some() {
+                    inner.turns_served += 1;
+                }
+                (index, turn, inner.turns_served.to_string())
+            }
         }
-        (inner.requests.len() - 1, turn, inner.turns_served)
     };
     shared.changed.notify_waiters();
 
@@ -590,19 +835,36 @@ async fn serve(
             error_response(format, &ErrorReply::new(503, "server stopping"))
         }
         Turn::Reply(reply) => {
-            let model = body
-                .get("model")
-                .and_then(Value::as_str)
-                .unwrap_or("scripted-model")
-                .to_string();
-            let streaming = body.get("stream").and_then(Value::as_bool) == Some(true);
+            let model = call.model.unwrap_or_else(|| {
+                body.get("model")
+                    .and_then(Value::as_str)
+                    .unwrap_or("scripted-model")
+                    .to_string()
+            });
+            let streaming = call
+                .stream
+                .unwrap_or_else(|| body.get("stream").and_then(Value::as_bool) == Some(true));
             if !streaming {
-                let v = match format {
-                    Format::OpenAi => openai_message(&reply, &model, turn_no),
-                    Format::Anthropic => anthropic_message(&reply, &model, turn_no),
+                let (v, deltas) = match format {
+                    Format::OpenAi => (
+                        openai_message(&reply, &model, &tag),
+                        reply_delta_count(&reply),
+                    ),
+                    Format::Anthropic => (
+                        anthropic_message(&reply, &model, &tag),
+                        reply_delta_count(&reply),
+                    ),
+                    Format::Responses => (
+                        responses_message(&reply, &model, &tag),
+                        responses_delta_count(&reply),
+                    ),
+                    Format::Gemini => (
+                        gemini_message(&reply, &model, &tag),
+                        gemini_delta_count(&reply),
+                    ),
                 };
-                let delay = reply.first_delay_ms
-                    + reply.chunk_delay_ms * (reply_delta_count(&reply).saturating_sub(1)) as u64;
+                let delay =
+                    reply.first_delay_ms + reply.chunk_delay_ms * (deltas.saturating_sub(1)) as u64;
                 tokio::time::sleep(Duration::from_millis(delay)).await;
                 return json_response(200, &v, &[]);
             }
@@ -612,9 +874,11 @@ async fn serve(
                         .pointer("/stream_options/include_usage")
                         .and_then(Value::as_bool)
                         == Some(true);
-                    openai_frames(&reply, &model, turn_no, include_usage)
+                    openai_frames(&reply, &model, &tag, include_usage)
                 }
-                Format::Anthropic => anthropic_frames(&reply, &model, turn_no),
+                Format::Anthropic => anthropic_frames(&reply, &model, &tag),
+                Format::Responses => responses_frames(&reply, &model, &tag),
+                Format::Gemini => gemini_frames(&reply, &model, &tag),
             };
             stream_response(shared, index, frames, &reply)
         }
@@ -637,6 +901,25 @@ fn json_response(status: u16, body: &Value, headers: &[(String, String)]) -> Res
     resp
 }
 
+/// Google's canonical status name for an HTTP status.
+fn gemini_status(status: u16) -> &'static str {
+    match status {
+        400 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        409 => "ABORTED",
+        412 => "FAILED_PRECONDITION",
+        429 => "RESOURCE_EXHAUSTED",
+        499 => "CANCELLED",
+        501 => "UNIMPLEMENTED",
+        503 => "UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        s if s >= 500 => "INTERNAL",
+        _ => "INVALID_ARGUMENT",
+    }
+}
+
 fn default_error_type(format: Format, status: u16) -> &'static str {
     match (format, status) {
         (Format::Anthropic, 400) => "invalid_request_error",
@@ -649,10 +932,11 @@ fn default_error_type(format: Format, status: u16) -> &'static str {
         (Format::Anthropic, 503 | 529) => "overloaded_error",
         (Format::Anthropic, 504) => "timeout_error",
         (Format::Anthropic, _) => "api_error",
-        (Format::OpenAi, 401) => "invalid_request_error",
-        (Format::OpenAi, 429) => "requests",
-        (Format::OpenAi, s) if s >= 500 => "server_error",
-        (Format::OpenAi, _) => "invalid_request_error",
+        (Format::OpenAi | Format::Responses, 401) => "invalid_request_error",
+        (Format::OpenAi | Format::Responses, 429) => "requests",
+        (Format::OpenAi | Format::Responses, s) if s >= 500 => "server_error",
+        (Format::OpenAi | Format::Responses, _) => "invalid_request_error",
+        (Format::Gemini, s) => gemini_status(s),
     }
 }
 
@@ -667,13 +951,27 @@ fn error_response(format: Format, e: &ErrorReply) -> Response {
             "error": {"type": error_type, "message": e.message},
             "request_id": "req_scripted",
         }),
-        Format::OpenAi => {
+        Format::OpenAi | Format::Responses => {
             let code = e.code.clone().map(Value::String).unwrap_or(match e.status {
                 401 => json!("invalid_api_key"),
                 429 => json!("rate_limit_exceeded"),
                 _ => Value::Null,
             });
             json!({"error": {"message": e.message, "type": error_type, "param": null, "code": code}})
+        }
+        Format::Gemini => {
+            let mut error = json!({"code": e.status, "message": e.message, "status": error_type});
+            if let Some(secs) = e
+                .retry_after
+                .as_deref()
+                .and_then(|ra| ra.trim().parse::<f64>().ok())
+            {
+                error["details"] = json!([{
+                    "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                    "retryDelay": format!("{secs}s"),
+                }]);
+            }
+            json!({"error": error})
         }
     });
     let mut headers: Vec<(String, String)> = e.headers.clone().into_iter().collect();
@@ -724,11 +1022,11 @@ fn reply_delta_count(r: &Reply) -> usize {
             .sum::<usize>()
 }
 
-fn openai_tool_id(t: &ToolCall, turn: usize, i: usize) -> String {
+fn openai_tool_id(t: &ToolCall, turn: &str, i: usize) -> String {
     t.id.clone().unwrap_or_else(|| format!("call_{turn}_{i}"))
 }
 
-fn anthropic_tool_id(t: &ToolCall, turn: usize, i: usize) -> String {
+fn anthropic_tool_id(t: &ToolCall, turn: &str, i: usize) -> String {
     t.id.clone().unwrap_or_else(|| format!("toolu_{turn}_{i}"))
 }
 
@@ -755,7 +1053,7 @@ fn openai_usage(u: &ScriptUsage) -> Value {
 
 const CREATED: u64 = 1_700_000_000;
 
-fn openai_frames(r: &Reply, model: &str, turn: usize, include_usage: bool) -> Vec<Frame> {
+fn openai_frames(r: &Reply, model: &str, turn: &str, include_usage: bool) -> Vec<Frame> {
     let id = format!("chatcmpl-scripted-{turn}");
     let chunk = |delta: Value, finish: Value| {
         json!({
@@ -830,7 +1128,7 @@ fn openai_frames(r: &Reply, model: &str, turn: usize, include_usage: bool) -> Ve
     frames
 }
 
-fn openai_message(r: &Reply, model: &str, turn: usize) -> Value {
+fn openai_message(r: &Reply, model: &str, turn: &str) -> Value {
     let text: String = r.text.concat();
     let mut message = json!({
         "role": "assistant",
@@ -857,7 +1155,7 @@ fn openai_message(r: &Reply, model: &str, turn: usize) -> Value {
     })
 }
 
-fn anthropic_frames(r: &Reply, model: &str, turn: usize) -> Vec<Frame> {
+fn anthropic_frames(r: &Reply, model: &str, turn: &str) -> Vec<Frame> {
     let u = &r.usage;
     let mut frames = vec![
         Frame {
@@ -962,7 +1260,7 @@ fn anthropic_frames(r: &Reply, model: &str, turn: usize) -> Vec<Frame> {
     frames
 }
 
-fn anthropic_message(r: &Reply, model: &str, turn: usize) -> Value {
+fn anthropic_message(r: &Reply, model: &str, turn: &str) -> Value {
     let mut content = Vec::new();
     let text: String = r.text.concat();
     if !text.is_empty() {
@@ -988,6 +1286,440 @@ fn anthropic_message(r: &Reply, model: &str, turn: usize) -> Value {
                   "cache_read_input_tokens": u.cache_read_input_tokens,
                   "output_tokens": u.output_tokens, "service_tier": "standard"},
     })
+}
+
+fn responses_usage(u: &ScriptUsage) -> Value {
+    let input = u.input_tokens + u.cache_read_input_tokens + u.cache_creation_input_tokens;
+    json!({
+        "input_tokens": input,
+        "input_tokens_details": {"cached_tokens": u.cache_read_input_tokens,
+                                 "cache_write_tokens": u.cache_creation_input_tokens},
+        "output_tokens": u.output_tokens,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": input + u.output_tokens,
+    })
+}
+
+/// The final `status` of a Responses answer and its `incomplete_details`.
+fn responses_status(r: &Reply) -> (&'static str, Value) {
+    match r.stop() {
+        "max_tokens" => ("incomplete", json!({"reason": "max_output_tokens"})),
+        "refusal" => ("incomplete", json!({"reason": "content_filter"})),
+        _ => ("completed", Value::Null),
+    }
+}
+
+fn responses_object(
+    model: &str,
+    turn: &str,
+    status: &str,
+    output: Vec<Value>,
+    usage: Value,
+    error: Value,
+    incomplete: Value,
+) -> Value {
+    json!({
+        "id": format!("resp_scripted_{turn}"), "object": "response", "created_at": CREATED,
+        "status": status, "background": false, "error": error, "incomplete_details": incomplete,
+        "instructions": null, "max_output_tokens": null, "metadata": {}, "model": model,
+        "output": output, "parallel_tool_calls": true, "previous_response_id": null,
+        "reasoning": {"effort": null, "summary": null}, "service_tier": "default",
+        "store": false, "temperature": 1.0, "text": {"format": {"type": "text"}},
+        "tool_choice": "auto", "tools": [], "top_p": 1.0, "truncation": "disabled",
+        "usage": usage, "user": null,
+    })
+}
+
+fn responses_message_id(turn: &str) -> String {
+    format!("msg_scripted_{turn}")
+}
+
+/// A Responses tool call: a freeform `custom_tool_call` (its input is the script's
+/// string) when the scripted input is a JSON string, else a `function_call`.
+struct ResponsesCall {
+    custom: bool,
+    /// The item id.
+    id: String,
+    /// The arguments (`function_call`) or the input (`custom_tool_call`).
+    text: String,
+}
+
+impl ResponsesCall {
+    fn new(t: &ToolCall, turn: &str, i: usize) -> Self {
+        match &t.input {
+            Value::String(input) => ResponsesCall {
+                custom: true,
+                id: format!("ctc_scripted_{turn}_{i}"),
+                text: input.clone(),
+            },
+            _ => ResponsesCall {
+                custom: false,
+                id: format!("fc_scripted_{turn}_{i}"),
+                text: tool_input_text(t),
+            },
+        }
+    }
+}
+
+fn responses_text_part(text: &str) -> Value {
+    json!({"type": "output_text", "text": text, "annotations": []})
+}
+
+fn responses_message_item(turn: &str, status: &str, content: Vec<Value>) -> Value {
+    json!({"type": "message", "id": responses_message_id(turn), "status": status,
+           "role": "assistant", "content": content})
+}
+
+fn responses_call_item(t: &ToolCall, turn: &str, i: usize, status: &str, done: bool) -> Value {
+    let call = ResponsesCall::new(t, turn, i);
+    let text = if done { call.text.as_str() } else { "" };
+    if call.custom {
+        json!({"type": "custom_tool_call", "id": call.id, "call_id": openai_tool_id(t, turn, i),
+               "name": t.name, "input": text, "status": status})
+    } else {
+        json!({"type": "function_call", "id": call.id, "call_id": openai_tool_id(t, turn, i),
+               "name": t.name, "arguments": text, "status": status})
+    }
+}
+
+fn responses_delta_count(r: &Reply) -> usize {
+    r.text.len()
+        + r.tool_calls
+            .iter()
+            .enumerate()
+            .map(|(i, t)| split_chunks(&ResponsesCall::new(t, "", i).text, t.chunks).len())
+            .sum::<usize>()
+}
+
+/// The output items of a finished Responses answer: the message (when there is text),
+/// then one `function_call` (or `custom_tool_call`) per tool call.
+fn responses_output(r: &Reply, turn: &str, status: &str) -> Vec<Value> {
+    let mut output = Vec::new();
+    let text: String = r.text.concat();
+    if !r.text.is_empty() {
+        output.push(responses_message_item(
+            turn,
+            status,
+            vec![responses_text_part(&text)],
+        ));
+    }
+    for (i, t) in r.tool_calls.iter().enumerate() {
+        output.push(responses_call_item(t, turn, i, "completed", true));
+    }
+    output
+}
+
+fn responses_message(r: &Reply, model: &str, turn: &str) -> Value {
+    let (status, incomplete) = responses_status(r);
+    let item_status = if status == "completed" {
+        "completed"
+    } else {
+        "incomplete"
+    };
+    responses_object(
+        model,
+        turn,
+        status,
+        responses_output(r, turn, item_status),
+        responses_usage(&r.usage),
+        Value::Null,
+        incomplete,
+    )
+}
+
+/// Numbers the events of a Responses stream.
+struct ResponsesEvents {
+    frames: Vec<Frame>,
+    seq: u64,
+}
+
+impl ResponsesEvents {
+    fn push(&mut self, kind: &str, mut data: Value, delta: bool) {
+        data["sequence_number"] = json!(self.seq);
+        self.seq += 1;
+        self.frames.push(Frame {
+            bytes: sse(Some(kind), &data),
+            delta,
+        });
+    }
+}
+
+fn responses_frames(r: &Reply, model: &str, turn: &str) -> Vec<Frame> {
+    let mut ev = ResponsesEvents {
+        frames: Vec::new(),
+        seq: 0,
+    };
+    let started = || {
+        responses_object(
+            model,
+            turn,
+            "in_progress",
+            Vec::new(),
+            Value::Null,
+            Value::Null,
+            Value::Null,
+        )
+    };
+    ev.push(
+        "response.created",
+        json!({"type": "response.created", "response": started()}),
+        false,
+    );
+    ev.push(
+        "response.in_progress",
+        json!({"type": "response.in_progress", "response": started()}),
+        false,
+    );
+    let (status, incomplete) = responses_status(r);
+    let item_status = if status == "completed" {
+        "completed"
+    } else {
+        "incomplete"
+    };
+    let mut output_index = 0usize;
+    if !r.text.is_empty() {
+        let item_id = responses_message_id(turn);
+        let text: String = r.text.concat();
+        ev.push(
+            "response.output_item.added",
+            json!({"type": "response.output_item.added", "output_index": output_index,
+                   "item": responses_message_item(turn, "in_progress", Vec::new())}),
+            false,
+        );
+        ev.push(
+            "response.content_part.added",
+            json!({"type": "response.content_part.added", "item_id": item_id,
+                   "output_index": output_index, "content_index": 0,
+                   "part": responses_text_part("")}),
+            false,
+        );
+        for chunk in &r.text {
+            ev.push(
+                "response.output_text.delta",
+                json!({"type": "response.output_text.delta", "item_id": item_id,
+                       "output_index": output_index, "content_index": 0, "delta": chunk,
+                       "logprobs": []}),
+                true,
+            );
+        }
+        ev.push(
+            "response.output_text.done",
+            json!({"type": "response.output_text.done", "item_id": item_id,
+                   "output_index": output_index, "content_index": 0, "text": text,
+                   "logprobs": []}),
+            false,
+        );
+        ev.push(
+            "response.content_part.done",
+            json!({"type": "response.content_part.done", "item_id": item_id,
+                   "output_index": output_index, "content_index": 0,
+                   "part": responses_text_part(&text)}),
+            false,
+        );
+        ev.push(
+            "response.output_item.done",
+            json!({"type": "response.output_item.done", "output_index": output_index,
+                   "item": responses_message_item(turn, item_status,
+                                                  vec![responses_text_part(&text)])}),
+            false,
+        );
+        output_index += 1;
+    }
+    for (i, t) in r.tool_calls.iter().enumerate() {
+        let call = ResponsesCall::new(t, turn, i);
+        ev.push(
+            "response.output_item.added",
+            json!({"type": "response.output_item.added", "output_index": output_index,
+                   "item": responses_call_item(t, turn, i, "in_progress", false)}),
+            false,
+        );
+        let (delta, done) = if call.custom {
+            (
+                "response.custom_tool_call_input.delta",
+                "response.custom_tool_call_input.done",
+            )
+        } else {
+            (
+                "response.function_call_arguments.delta",
+                "response.function_call_arguments.done",
+            )
+        };
+        for piece in split_chunks(&call.text, t.chunks) {
+            ev.push(
+                delta,
+                json!({"type": delta, "item_id": call.id, "output_index": output_index,
+                       "delta": piece}),
+                true,
+            );
+        }
+        let mut done_event =
+            json!({"type": done, "item_id": call.id, "output_index": output_index});
+        if call.custom {
+            done_event["input"] = json!(call.text);
+        } else {
+            done_event["name"] = json!(t.name);
+            done_event["arguments"] = json!(call.text);
+        }
+        ev.push(done, done_event, false);
+        ev.push(
+            "response.output_item.done",
+            json!({"type": "response.output_item.done", "output_index": output_index,
+                   "item": responses_call_item(t, turn, i, "completed", true)}),
+            false,
+        );
+        output_index += 1;
+    }
+    if let Some(e) = &r.stream_error {
+        ev.push(
+            "error",
+            json!({"type": "error", "code": e.error_type, "message": e.message, "param": null}),
+            false,
+        );
+        let failed = responses_object(
+            model,
+            turn,
+            "failed",
+            responses_output(r, turn, "incomplete"),
+            Value::Null,
+            json!({"code": e.error_type, "message": e.message}),
+            Value::Null,
+        );
+        ev.push(
+            "response.failed",
+            json!({"type": "response.failed", "response": failed}),
+            false,
+        );
+        return ev.frames;
+    }
+    let done = responses_object(
+        model,
+        turn,
+        status,
+        responses_output(r, turn, item_status),
+        responses_usage(&r.usage),
+        Value::Null,
+        incomplete,
+    );
+    let kind = if status == "completed" {
+        "response.completed"
+    } else {
+        "response.incomplete"
+    };
+    ev.push(kind, json!({"type": kind, "response": done}), false);
+    ev.frames
+}
+
+fn gemini_usage(u: &ScriptUsage) -> Value {
+    let prompt = u.input_tokens + u.cache_read_input_tokens + u.cache_creation_input_tokens;
+    json!({
+        "promptTokenCount": prompt,
+        "candidatesTokenCount": u.output_tokens,
+        "cachedContentTokenCount": u.cache_read_input_tokens,
+        "totalTokenCount": prompt + u.output_tokens,
+    })
+}
+
+fn gemini_finish(stop: &str) -> &'static str {
+    match stop {
+        "max_tokens" => "MAX_TOKENS",
+        "refusal" => "SAFETY",
+        _ => "STOP",
+    }
+}
+
+fn gemini_call_part(t: &ToolCall) -> Value {
+    let args = if t.input.is_null() {
+        json!({})
+    } else {
+        t.input.clone()
+    };
+    let mut call = json!({"name": t.name, "args": args});
+    if let Some(id) = &t.id {
+        call["id"] = json!(id);
+    }
+    json!({"functionCall": call})
+}
+
+fn gemini_chunk(
+    parts: Vec<Value>,
+    finish: Option<&str>,
+    r: &Reply,
+    model: &str,
+    turn: &str,
+) -> Value {
+    let mut candidate = json!({"content": {"role": "model", "parts": parts}, "index": 0});
+    if let Some(f) = finish {
+        candidate["finishReason"] = json!(f);
+    }
+    json!({
+        "candidates": [candidate],
+        "usageMetadata": gemini_usage(&r.usage),
+        "modelVersion": model,
+        "responseId": format!("scripted-{turn}"),
+    })
+}
+
+fn gemini_delta_count(r: &Reply) -> usize {
+    r.text.len() + r.tool_calls.len()
+}
+
+fn gemini_message(r: &Reply, model: &str, turn: &str) -> Value {
+    let mut parts = Vec::new();
+    if !r.text.is_empty() {
+        parts.push(json!({"text": r.text.concat()}));
+    }
+    parts.extend(r.tool_calls.iter().map(gemini_call_part));
+    if parts.is_empty() {
+        parts.push(json!({"text": ""}));
+    }
+    gemini_chunk(parts, Some(gemini_finish(r.stop())), r, model, turn)
+}
+
+/// Gemini's in-stream error for a scripted stream error: a Google status is used as
+/// is, a few other providers' error types are mapped to one.
+fn gemini_stream_error(e: &StreamError) -> Value {
+    let (code, status) = match e.error_type.as_str() {
+        "INVALID_ARGUMENT" | "invalid_request_error" => (400, "INVALID_ARGUMENT"),
+        "UNAUTHENTICATED" | "authentication_error" => (401, "UNAUTHENTICATED"),
+        "PERMISSION_DENIED" | "permission_error" => (403, "PERMISSION_DENIED"),
+        "NOT_FOUND" | "not_found_error" => (404, "NOT_FOUND"),
+        "RESOURCE_EXHAUSTED" | "rate_limit_error" | "rate_limit_exceeded" => {
+            (429, "RESOURCE_EXHAUSTED")
+        }
+        "UNAVAILABLE" | "overloaded_error" => (503, "UNAVAILABLE"),
+        "DEADLINE_EXCEEDED" | "timeout_error" => (504, "DEADLINE_EXCEEDED"),
+        "INTERNAL" | "api_error" | "server_error" => (500, "INTERNAL"),
+        other => (500, other),
+    };
+    json!({"error": {"code": code, "message": e.message, "status": status}})
+}
+
+fn gemini_frames(r: &Reply, model: &str, turn: &str) -> Vec<Frame> {
+    let mut parts: Vec<(Value, bool)> = r.text.iter().map(|t| (json!({"text": t}), true)).collect();
+    parts.extend(r.tool_calls.iter().map(|t| (gemini_call_part(t), true)));
+    if parts.is_empty() && r.stream_error.is_none() {
+        parts.push((json!({"text": ""}), false));
+    }
+    let last = parts.len().saturating_sub(1);
+    let finish = gemini_finish(r.stop());
+    let mut frames: Vec<Frame> = parts
+        .into_iter()
+        .enumerate()
+        .map(|(n, (part, delta))| {
+            let finish = (n == last && r.stream_error.is_none()).then_some(finish);
+            Frame {
+                bytes: sse(None, &gemini_chunk(vec![part], finish, r, model, turn)),
+                delta,
+            }
+        })
+        .collect();
+    if let Some(e) = &r.stream_error {
+        frames.push(Frame {
+            bytes: sse(None, &gemini_stream_error(e)),
+            delta: false,
+        });
+    }
+    frames
 }
 
 /// Records what became of a stream when the response body is dropped.
@@ -1134,5 +1866,28 @@ mod tests {
         let again: Script =
             serde_json::from_value(serde_json::to_value(&script).expect("to json")).expect("back");
         assert_eq!(again, script);
+    }
+
+    #[test]
+    fn side_rules_parse_and_match() {
+        let text = r#"{"turns": [], "side": [
+            {"when": {"body_contains": "\"output_config\"", "path_contains": "/v1/messages"},
+             "reply": {"text": ["t"]}},
+            {"reply": {"text": ["any"]}}
+        ]}"#;
+        let script: Script = serde_json::from_str(text).expect("parses");
+        assert_eq!(script.side.len(), 2);
+        let rule = &script.side[0];
+        let body = r#"{"output_config": {}}"#;
+        assert!(rule.matches("/v1/messages", body, body));
+        assert!(rule.matches("/v1/messages", r#"{ "output_config" : 1}"#, body));
+        assert!(!rule.matches("/v1/responses", body, body));
+        assert!(!rule.matches("/v1/messages", "{}", "{}"));
+        assert!(script.side[1].matches("/anything", "", ""));
+        let again: Script =
+            serde_json::from_value(serde_json::to_value(&script).expect("to json")).expect("back");
+        assert_eq!(again, script);
+        let plain = serde_json::to_value(Script::new([Turn::hang()])).expect("to json");
+        assert!(plain.get("side").is_none(), "no side rules, no side field");
     }
 }

@@ -66,7 +66,7 @@ pub(crate) struct Gateways {
     open: Mutex<HashMap<String, Open>>,
 }
 
-fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     let mut b = [0u8; 24];
     if getrandom::fill(&mut b).is_err() {
         // No randomness source: a token nobody can guess cannot be made either.

@@ -37,7 +37,7 @@ use async_trait::async_trait;
 use axum::http::Method;
 use paddock_backend::{Connector, WorkerClient};
 use paddock_core::event::{RetryStatus, ServerEvent, SessionError, SessionErrorType, StopReason};
-use paddock_core::harness::{adapter_spec, AcpAdapter, Harness as HarnessKind};
+use paddock_core::harness::{adapter_spec, AcpAdapter, Harness as HarnessKind, ModelWire};
 use paddock_core::lifecycle::RunnerState;
 use paddock_core::runner::NetworkPolicy;
 use paddock_core::session::Session;
@@ -164,6 +164,9 @@ struct Launch {
     command: Vec<String>,
     env: Vec<(String, String)>,
     files: Vec<(String, String)>,
+    /// The wires it can speak (none: a custom agent, whatever it sends).
+    wires: Vec<(ModelWire, String)>,
+    ask: (String, String),
     mode_allow: Option<String>,
     mode_ask: Option<String>,
     fs: (bool, bool),
@@ -178,6 +181,8 @@ fn launch(h: &paddock_core::harness::AcpHarness) -> Result<Launch, String> {
                 .ok_or("the custom ACP adapter has no command")?,
             env: vec![],
             files: vec![],
+            wires: vec![],
+            ask: (String::new(), String::new()),
             mode_allow: None,
             mode_ask: None,
             fs: (true, true),
@@ -194,6 +199,12 @@ fn launch(h: &paddock_core::harness::AcpHarness) -> Result<Launch, String> {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            wires: spec
+                .wires
+                .iter()
+                .map(|(w, n)| (*w, n.to_string()))
+                .collect(),
+            ask: (spec.ask.0.to_string(), spec.ask.1.to_string()),
             mode_allow: spec.mode_allow.map(str::to_string),
             mode_ask: spec.mode_ask.map(str::to_string),
             fs: spec.client_fs,
@@ -324,14 +335,45 @@ impl Acp {
             .as_u64()
             .ok_or("the worker named no relay port")?;
         let gateway = format!("http://127.0.0.1:{port}");
-        let (_, model, _) = self
+        let (provider, model, provider_name) = self
             .builtin
             .provider_for(&session.agent.model.id)
             .map_err(|e| e.to_string())?;
+        let (wire_base, wire_name) = if l.wires.is_empty() {
+            (gateway.clone(), String::new())
+        } else {
+            let (w, n) = l
+                .wires
+                .iter()
+                .find(|(w, _)| paddock_agent::gateway::served_by(*w, provider.kind()))
+                .ok_or_else(|| {
+                    format!(
+                        "the {} adapter speaks {:?}, and the agent's model {} is of provider {provider_name:?} (kind {}), which speaks none of them",
+                        h.adapter.as_str(),
+                        l.wires.iter().map(|(w, _)| *w).collect::<Vec<_>>(),
+                        session.agent.model.id,
+                        provider.kind().as_str()
+                    )
+                })?;
+            (paddock_agent::gateway::base_url(*w, &gateway), n.clone())
+        };
+        let network = cx.network(&fresh).await;
+        let available = paddock_agent::tools::available_tools(
+            &fresh.agent.tools,
+            network != NetworkPolicy::None,
+        );
+        let policy = Policy::new(&available);
+        let unasked = policy.allows_everything();
+        let ask = if unasked { &l.ask.0 } else { &l.ask.1 };
+        let nonce = super::gateway::random_token();
         let fill = |s: &str| {
             s.replace("{gateway}", &gateway)
+                .replace("{wire_base}", &wire_base)
+                .replace("{wire_name}", &wire_name)
                 .replace("{token}", &token)
                 .replace("{model}", &model)
+                .replace("{ask}", ask)
+                .replace("{nonce}", &nonce)
                 .replace("{home}", HOME)
                 .replace("{workspace}", WORKSPACE)
         };

@@ -56,16 +56,18 @@ impl Call {
         }
     }
 
+    /// The call's input as the agent gave it (an object; the agent's title of the
+    /// call when it gave no input).
     fn tool_input(&self) -> Value {
-        let mut v = match &self.input {
-            Some(Value::Object(m)) => Value::Object(m.clone()),
+        match &self.input {
+            Some(Value::Object(m)) if !m.is_empty() => Value::Object(m.clone()),
+            Some(Value::Null) | Some(Value::Object(_)) | None if !self.title.is_empty() => {
+                json!({ "title": self.title })
+            }
             Some(Value::Null) | None => json!({}),
+            Some(Value::Object(m)) => Value::Object(m.clone()),
             Some(other) => json!({ "input": other }),
-        };
-        if !self.title.is_empty() && v.get("title").is_none() {
-            v["title"] = json!(self.title);
         }
-        v
     }
 
     fn content(&mut self, content: &[ToolCallContent]) {
