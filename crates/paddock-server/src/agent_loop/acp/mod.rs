@@ -620,6 +620,22 @@ impl Harness for Acp {
         } = s;
         let sid = session.id.as_str();
         let turn_no = view.turns;
+        // A spent session takes no further step, whoever noticed first (the gateway
+        // refusing a call, or the supervisor stopping the runner over budget).
+        let turn_secs = turn
+            .started_at
+            .map(|t| (paddock_core::ts::now() - t).as_seconds_f64().max(0.0))
+            .unwrap_or(0.0);
+        if let Some(why) = super::budget::spent(session, turn_secs) {
+            if let Some(live) = self.forget(sid) {
+                live.shared().turn = None;
+                let _ = live
+                    .conn
+                    .send_notification(CancelNotification::new(live.acp_session.clone()));
+            }
+            cx.out_of_budget(session, view, why).await?;
+            return Ok(Progress::Continue);
+        }
         let live = match self.usable(sid).await {
             Some(l) => l,
             None => {
