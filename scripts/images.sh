@@ -18,6 +18,9 @@ Targets (default: base locked):
   base     paddock-base:latest      shell, git, curl, python3, user paddock (1000)
   locked   paddock-locked:latest    FROM scratch: /bin/sh (dash) + python3 only
   web      paddock-web:latest       paddock-base + nodejs, npm, chromium (big)
+  agents   paddock-agents:latest    paddock-base + the ACP agents of scripts/agents.sh
+                                    (Node 24, Claude Code's and Codex's ACP adapters,
+                                    Gemini CLI, OpenClaw) at /opt/paddock-agents
   all      all of the above
 Dependencies are built first (base/locked need rootfs, web needs base).
 
@@ -38,6 +41,7 @@ Environment:
                                  rootfs tarball + debootstrap .deb cache
   PADDOCK_DEBIAN_MIRROR          default http://deb.debian.org/debian
   PADDOCK_DEBIAN_SECURITY_MIRROR default http://deb.debian.org/debian-security
+  PADDOCK_AGENTS_DIR             the agents' prefix (default $cache_dir/agents)
 EOF
 }
 
@@ -65,8 +69,8 @@ while [ $# -gt 0 ]; do
         --rebuild-rootfs) rebuild_rootfs=1; shift ;;
         --no-cache) no_cache=(--no-cache); shift ;;
         -h|--help) usage; exit 0 ;;
-        rootfs|base|locked|web) targets+=("$1"); shift ;;
-        all) targets+=(rootfs base locked web); shift ;;
+        rootfs|base|locked|web|agents) targets+=("$1"); shift ;;
+        all) targets+=(rootfs base locked web agents); shift ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
 done
@@ -74,7 +78,7 @@ done
 
 want() { local t; for t in "${targets[@]}"; do [ "$t" = "$1" ] && return 0; done; return 1; }
 # Dependencies.
-if want web; then targets+=(base); fi
+if want web || want agents; then targets+=(base); fi
 if want base || want locked; then targets+=(rootfs); fi
 
 if [ -z "$ca_bundle" ] && [ -z "${PADDOCK_CA_BUNDLE+set}" ] && [ -f /etc/ssl/certs/ca-certificates.crt ]; then
@@ -279,6 +283,28 @@ build_image() {
     fi
 }
 
+# The agents' image: its build context is the prefix scripts/agents.sh fills (copied as
+# is; the Dockerfile stays in images/agents).
+build_agents() {
+    local dir=${PADDOCK_AGENTS_DIR:-$cache_dir/agents} before after
+    PADDOCK_AGENTS_DIR=$dir "$repo/scripts/agents.sh"
+    before=$(image_id paddock-agents:latest)
+    log "docker build paddock-agents:latest from $dir"
+    if ! docker build ${no_cache[@]+"${no_cache[@]}"} -f "$images_dir/agents/Dockerfile" \
+        -t paddock-agents:latest "$dir" >"$tmp_root/build-agents.log" 2>&1; then
+        tail -n 40 "$tmp_root/build-agents.log" >&2
+        die "docker build paddock-agents:latest failed"
+    fi
+    after=$(image_id paddock-agents:latest)
+    if [ -n "$before" ] && [ "$before" = "$after" ]; then
+        record paddock-agents:latest "up to date (cached)"
+    else
+        record paddock-agents:latest "built"
+    fi
+    docker run --rm --network none --user 1000:1000 paddock-agents:latest \
+        /opt/paddock-agents/bin/node -e 'process.exit(0)' || die "paddock-agents: node does not run"
+}
+
 verify_locked() {
     local out
     out=$(docker run --rm --network none --user 1000:1000 paddock-locked:latest \
@@ -293,10 +319,11 @@ verify_locked() {
 start=$SECONDS
 if [ -n "$ca_bundle" ]; then log "CA bundle: $ca_bundle"; else log "CA bundle: none"; fi
 if want rootfs; then build_rootfs; fi
-if want base || want locked || want web; then probe_network; fi
+if want base || want locked || want web || want agents; then probe_network; fi
 if want base; then build_image base paddock-base:latest; fi
 if want locked; then build_image locked paddock-locked:latest; verify_locked; fi
 if want web; then build_image web paddock-web:latest; fi
+if want agents; then build_agents; fi
 
 echo
 printf '%-26s %-22s %s\n' IMAGE STATUS SIZE

@@ -235,6 +235,8 @@ struct Adapter {
     kind: &'static str,
     write: fn(&str, &str) -> (&'static str, Value),
     asked: fn(&str) -> (&'static str, Value),
+    /// The name the agent reports its file-writing tool by.
+    write_name: &'static str,
     /// Model calls one tool-using turn makes (the call, then the one with its result).
     calls_per_tool_turn: usize,
 }
@@ -254,6 +256,18 @@ const CLAUDE: Adapter = Adapter {
             json!({"file_path": format!("/workspace/{path}"), "content": "asked\n"}),
         )
     },
+    write_name: "Write",
+    calls_per_tool_turn: 2,
+};
+
+const OPENCLAW: Adapter = Adapter {
+    harness: "acp:openclaw",
+    kind: "anthropic",
+    write: |path, content| ("write", json!({"path": path, "content": content})),
+    // OpenClaw asks for exec only, and only for commands without shell syntax.
+    asked: |path| ("exec", json!({"command": format!("touch {path}")})),
+    // Its tool calls carry no name: the event names the call's kind.
+    write_name: "edit",
     calls_per_tool_turn: 2,
 };
 
@@ -456,7 +470,7 @@ fn exercise(a: &Adapter, backend: &str) {
             uses[0]["name"].clone(),
             uses[0]["evaluated_permission"].clone()
         ),
-        (json!(tool), json!("allow"))
+        (json!(a.write_name), json!("allow"))
     );
     let results = of_type(&evs, "agent.tool_result");
     assert_eq!(results.len(), 1);
@@ -550,8 +564,32 @@ fn exercise(a: &Adapter, backend: &str) {
     rig.say(&sid, "Still there?");
     let evs = rig.wait_for(&sid, 300, |e| ended(e).len() >= 4);
     assert_eq!(ended(&evs)[3], "end_turn", "{evs:#?}");
+    let last = of_type(&evs, "agent.message")
+        .last()
+        .map(|e| text_of(e))
+        .unwrap_or_default();
+    let reqs: Vec<String> = rig
+        .models
+        .requests()
+        .iter()
+        .map(|r| {
+            let msgs = r.body["messages"].as_array().cloned().unwrap_or_default();
+            let users: Vec<String> = msgs
+                .iter()
+                .filter(|m| m["role"] == "user")
+                .map(|m| m["content"].to_string().chars().take(120).collect())
+                .collect();
+            format!(
+                "{} side={} messages={} users={users:?}",
+                r.path,
+                r.side,
+                msgs.len()
+            )
+        })
+        .collect();
     assert!(
-        text_of(of_type(&evs, "agent.message").last().expect("answer")).contains("Back again.")
+        last.contains("Back again."),
+        "{last:?}; requests: {reqs:#?}; the log: {evs:#?}"
     );
     // No event twice.
     let ids: std::collections::HashSet<&str> =
@@ -669,4 +707,12 @@ fn claude_code_in_a_bubblewrap_runner() {
         return;
     }
     exercise(&CLAUDE, "local");
+}
+
+#[test]
+fn openclaw_in_a_bubblewrap_runner() {
+    if !agents_installed() {
+        return;
+    }
+    exercise(&OPENCLAW, "local");
 }

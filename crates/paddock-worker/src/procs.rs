@@ -38,6 +38,8 @@ pub const DEFAULT_OUTPUT_LIMIT: u64 = 8 * 1024 * 1024;
 pub const MAX_OUTPUT_LIMIT: u64 = 64 * 1024 * 1024;
 /// Bytes of stderr kept per process (its tail).
 pub const STDERR_LIMIT: usize = 256 * 1024;
+/// The environment variable naming the process a descendant belongs to.
+pub const MARKER: &str = "PADDOCK_PROCESS";
 /// The protocol name of `GET /processes/{id}/attach`'s upgrade.
 pub const ATTACH_PROTOCOL: &str = "paddock-stdio";
 /// Longest `timeout_ms` of `GET /processes/{id}/wait`.
@@ -119,6 +121,35 @@ struct Proc {
     tick: watch::Sender<u64>,
 }
 
+/// Sends `sig` to the process's group and to every process that still carries its
+/// marker in its environment: a daemon it started in a session of its own, or an
+/// orphan the worker inherited, goes with it.
+fn kill_tree(p: &Proc, sig: i32) {
+    exec::kill_group(p.pid, sig);
+    let marker = format!("{MARKER}={}", p.id);
+    let me = std::process::id() as i32;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for ent in dir.flatten() {
+        let Some(pid) = ent.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid <= 1 || pid == me {
+            continue;
+        }
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if env.split(|b| *b == 0).any(|v| v == marker.as_bytes()) {
+            // SAFETY: plain kill(2) of a pid found above (never 0, 1 or the worker).
+            unsafe {
+                libc::kill(pid, sig);
+            }
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -183,9 +214,7 @@ impl Procs {
     /// SIGKILLs every running process's group (the worker is stopping).
     pub fn kill_all(&self) {
         for p in lock(&self.table).values() {
-            if p.exit().is_none() {
-                exec::kill_group(p.pid, libc::SIGKILL);
-            }
+            kill_tree(p, libc::SIGKILL);
         }
     }
 }
@@ -244,6 +273,9 @@ async fn start(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bod
         },
     )?;
     let mut command = prepared.command;
+    // Every process it starts inherits this: how its descendants are found even when
+    // they leave its process group or are reparented (see `kill_tree`).
+    command.env(MARKER, &body.id);
     let merged_reader = if body.merge_stderr {
         let (r, w) = io::pipe().map_err(|e| WorkerError::io("creating a pipe", e))?;
         let w2 = w
@@ -471,16 +503,15 @@ async fn signal(
         }
     };
     if p.exit().is_none() {
-        exec::kill_group(p.pid, sig);
+        kill_tree(p, sig);
     }
     Ok(http::ok_json(&p.status()))
 }
 
-/// `DELETE /processes/{id}`: kills it if it runs and forgets it.
+/// `DELETE /processes/{id}`: kills it and what it started, and forgets it.
 fn delete(state: &State, p: &Proc) -> Result<Response<Body>, WorkerError> {
-    if p.exit().is_none() {
-        exec::kill_group(p.pid, libc::SIGKILL);
-    }
+    // Its descendants may outlive it: kill them whether it runs or not.
+    kill_tree(p, libc::SIGKILL);
     lock(&state.procs.table).remove(&p.id);
     Ok(http::ok_json(&p.status()))
 }

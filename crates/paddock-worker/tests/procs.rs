@@ -227,3 +227,34 @@ fn a_relay_forwards_loopback_connections_to_a_socket_beside_the_worker() {
         .post("/relays", &json!({"socket": "gateway.sock"}))
         .assert_error(404, "not_found");
 }
+
+#[test]
+fn deleting_a_process_kills_what_it_started_even_in_a_session_of_its_own() {
+    let w = TestWorker::start();
+    // The daemon leaves the process group (setsid) and records its pid.
+    let r = w.post(
+        "/processes",
+        &json!({"id": "d", "command": "setsid sh -c 'echo $$ > daemon.pid; exec sleep 300' & sleep 300"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let pidfile = w.ws.join("daemon.pid");
+    assert!(wait_for(Duration::from_secs(5), || {
+        std::fs::read_to_string(&pidfile).is_ok_and(|s| !s.trim().is_empty())
+    }));
+    let daemon: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(is_alive(daemon));
+    let env = std::fs::read(format!("/proc/{daemon}/environ")).expect("environ");
+    assert!(
+        env.split(|b| *b == 0).any(|v| v == b"PADDOCK_PROCESS=d"),
+        "descendants carry the marker"
+    );
+    assert_eq!(w.delete("/processes/d").status, 200);
+    assert!(
+        wait_for(Duration::from_secs(5), || !is_alive(daemon)),
+        "the daemon outlived its process"
+    );
+}

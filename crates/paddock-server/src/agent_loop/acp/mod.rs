@@ -224,7 +224,8 @@ fn launch(h: &paddock_core::harness::AcpHarness) -> Result<Launch, String> {
 /// `sh -c` prelude that writes the settings files (their contents come in the
 /// environment) before the agent starts.
 fn prelude(files: &[(String, String)]) -> String {
-    let mut s = String::from("set -e; mkdir -p \"$HOME/tmp\"; ");
+    // A fresh home per start: what an earlier agent left there is not this one's.
+    let mut s = String::from("set -e; rm -rf \"$HOME\"; mkdir -p \"$HOME/tmp\"; ");
     for (i, (path, _)) in files.iter().enumerate() {
         let dir = std::path::Path::new(path)
             .parent()

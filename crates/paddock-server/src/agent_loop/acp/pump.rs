@@ -98,6 +98,16 @@ impl Call {
     }
 }
 
+/// The tool's name as some agents give it in `_meta` (`toolName`, or Claude Code's
+/// `claudeCode.toolName`) when the call has no `name`.
+fn meta_tool_name(meta: Option<&serde_json::Map<String, Value>>) -> Option<String> {
+    let m = meta?;
+    m.get("toolName")
+        .or_else(|| m.get("claudeCode").and_then(|c| c.get("toolName")))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
 fn block_text(b: &ContentBlock) -> String {
     match b {
         ContentBlock::Text(t) => t.text.clone(),
@@ -115,6 +125,8 @@ pub(crate) struct Pump {
     pub shared: Arc<std::sync::Mutex<Shared>>,
     pub policy: Policy,
     pub kick: Kick,
+    /// The agent was told to ask before (some) tool calls.
+    may_ask: bool,
     text: String,
     text_id: Option<String>,
     thinking: bool,
@@ -133,6 +145,7 @@ impl Pump {
             cx,
             session_id,
             shared,
+            may_ask: !policy.allows_everything(),
             policy,
             kick,
             text: String::new(),
@@ -265,7 +278,11 @@ impl Pump {
                 let id = tc.tool_call_id.0.to_string();
                 let call = self.calls.entry(id.clone()).or_default();
                 call.title = tc.title.clone();
-                call.name = tc.name.clone().or(call.name.take());
+                call.name = tc
+                    .name
+                    .clone()
+                    .or_else(|| meta_tool_name(tc.meta.as_ref()))
+                    .or(call.name.take());
                 call.kind = Some(tc.kind.clone());
                 if tc.raw_input.is_some() {
                     call.input = tc.raw_input.clone();
@@ -352,7 +369,9 @@ impl Pump {
     async fn status(&mut self, id: &str, status: ToolCallStatus) -> crate::error::ApiResult<()> {
         let mut events = Vec::new();
         match status {
-            ToolCallStatus::InProgress => {
+            // Some agents report a call as running before they ask for it (OpenClaw):
+            // while they may ask, its use is written at the ask or at its end.
+            ToolCallStatus::InProgress if !self.may_ask => {
                 if let Some((_, e)) = self.use_event(id, EvaluatedPermission::Allow, None) {
                     events.push(e);
                 }
@@ -399,6 +418,8 @@ impl Pump {
             }
             if f.name.is_some() {
                 call.name = f.name.clone();
+            } else if call.name.is_none() {
+                call.name = meta_tool_name(req.tool_call.meta.as_ref());
             }
             if f.kind.is_some() {
                 call.kind = f.kind.clone();
