@@ -716,3 +716,19 @@ fn openclaw_in_a_bubblewrap_runner() {
     }
     exercise(&OPENCLAW, "local");
 }
+
+#[test]
+fn claude_code_in_a_docker_runner() {
+    if !agents_installed() || !docker_agents() {
+        return;
+    }
+    exercise(&CLAUDE, "docker");
+}
+
+#[test]
+fn openclaw_in_a_docker_runner() {
+    if !agents_installed() || !docker_agents() {
+        return;
+    }
+    exercise(&OPENCLAW, "docker");
+}
