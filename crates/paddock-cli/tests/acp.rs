@@ -271,6 +271,25 @@ const OPENCLAW: Adapter = Adapter {
     calls_per_tool_turn: 2,
 };
 
+const GEMINI: Adapter = Adapter {
+    harness: "acp:gemini",
+    kind: "gemini",
+    write: |path, content| {
+        (
+            "write_file",
+            json!({"file_path": format!("/workspace/{path}"), "content": content}),
+        )
+    },
+    asked: |path| {
+        (
+            "write_file",
+            json!({"file_path": format!("/workspace/{path}"), "content": "asked\n"}),
+        )
+    },
+    write_name: "edit",
+    calls_per_tool_turn: 2,
+};
+
 impl Rig {
     fn runner_of(&self, sid: &str) -> String {
         self.ok("GET", &format!("/v1/sessions/{sid}"), None)["runner_id"]
@@ -430,6 +449,7 @@ fn assert_no_canary(rig: &Rig, sid: &str, rid: &str) {
         let auth = r
             .header("x-api-key")
             .or(r.header("authorization"))
+            .or(r.header("x-goog-api-key"))
             .unwrap_or("");
         assert!(
             auth.contains(CANARY),
@@ -503,9 +523,14 @@ fn exercise(a: &Adapter, backend: &str) {
     );
     assert!(of_type(&evs, "session.usage").len() >= a.calls_per_tool_turn);
     for r in rig.models.main_requests() {
-        assert_eq!(
-            r.body["model"], "claude-sonnet-4-5",
-            "the provider's own model id"
+        // In the body, or (Gemini) in the path.
+        let model = r.body["model"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| r.path.clone());
+        assert!(
+            model.contains("claude-sonnet-4-5"),
+            "the provider's own model id: {model}"
         );
     }
 
@@ -731,4 +756,20 @@ fn openclaw_in_a_docker_runner() {
         return;
     }
     exercise(&OPENCLAW, "docker");
+}
+
+#[test]
+fn gemini_cli_in_a_bubblewrap_runner() {
+    if !agents_installed() {
+        return;
+    }
+    exercise(&GEMINI, "local");
+}
+
+#[test]
+fn gemini_cli_in_a_docker_runner() {
+    if !agents_installed() || !docker_agents() {
+        return;
+    }
+    exercise(&GEMINI, "docker");
 }
