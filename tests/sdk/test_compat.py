@@ -507,6 +507,65 @@ def _is_subsequence(wanted: List[str], seen: List[str]) -> bool:
     return all(any(t == w for t in it) for w in wanted)
 
 
+def _streamed_turn(client: anthropic.Anthropic, session_id: str, text: str, seconds: float = TURN_SECONDS) -> List[Any]:
+    """Opens the session's stream with `event_deltas` (in a reader thread) before sending
+    `text`, so the whole turn is on it, and returns what the stream carried until the turn
+    ended; the main thread enforces an overall deadline (keep-alives would otherwise keep a
+    stalled stream's reads alive for ever)."""
+    opened = threading.Event()
+    items: "queue.Queue[Any]" = queue.Queue()
+    holder: Dict[str, Any] = {}
+
+    def reader() -> None:
+        try:
+            stream = client.beta.sessions.events.stream(session_id, event_deltas=["agent.message"], timeout=seconds)
+            holder["stream"] = stream
+            opened.set()
+            with stream:
+                for event in stream:
+                    items.put(event)
+            items.put(_STREAM_END)
+        except BaseException as err:  # surfaced to the main thread
+            items.put(err)
+        finally:
+            opened.set()
+
+    thread = threading.Thread(target=reader, name="paddock-sse-turn-reader", daemon=True)
+    thread.start()
+    seen: List[Any] = []
+    try:
+        assert opened.wait(WAIT_SECONDS), "events.stream did not return response headers in time"
+        if "stream" not in holder:
+            outcome = items.get_nowait()
+            raise AssertionError(f"events.stream failed to open: {outcome!r}") from (
+                outcome if isinstance(outcome, BaseException) else None
+            )
+        assert holder["stream"].response.status_code == 200
+        client.beta.sessions.events.send(session_id, events=[_text_message(text)])
+        deadline = time.monotonic() + seconds
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"the turn did not end within {seconds}s; saw {[e.type for e in seen]}")
+            try:
+                item = items.get(timeout=left)
+            except queue.Empty:
+                continue
+            if item is _STREAM_END:
+                raise AssertionError(f"the stream ended before the turn did; saw {[e.type for e in seen]}")
+            if isinstance(item, BaseException):
+                raise AssertionError(f"stream reader failed: {item!r}") from item
+            seen.append(item)
+            if item.type == "session.status_idle" and item.stop_reason.type != "requires_action":
+                break
+    finally:
+        stream = holder.get("stream")
+        if stream is not None:
+            _best_effort(stream.close)
+        thread.join(timeout=5)
+    return seen
+
+
 def test_agent_turn_with_tool_streams_previews(client: anthropic.Anthropic, tag: str) -> None:
     spec = _agent_spec()
     # `tool_profile` is a Paddock field the SDK has no parameter for: sent with extra_body.
@@ -522,65 +581,7 @@ def test_agent_turn_with_tool_streams_previews(client: anthropic.Anthropic, tag:
     try:
         assert session.agent.model.id == spec["model"]
 
-        # Open the stream (in a reader thread) before sending, so the whole turn is on it;
-        # the main thread enforces an overall deadline (keep-alives would otherwise keep a
-        # stalled stream's reads alive for ever).
-        opened = threading.Event()
-        items: "queue.Queue[Any]" = queue.Queue()
-        holder: Dict[str, Any] = {}
-
-        def reader() -> None:
-            try:
-                stream = client.beta.sessions.events.stream(
-                    session.id, event_deltas=["agent.message"], timeout=TURN_SECONDS
-                )
-                holder["stream"] = stream
-                opened.set()
-                with stream:
-                    for event in stream:
-                        items.put(event)
-                items.put(_STREAM_END)
-            except BaseException as err:  # surfaced to the main thread
-                items.put(err)
-            finally:
-                opened.set()
-
-        thread = threading.Thread(target=reader, name="paddock-sse-turn-reader", daemon=True)
-        thread.start()
-        seen: List[Any] = []
-        try:
-            assert opened.wait(WAIT_SECONDS), "events.stream did not return response headers in time"
-            if "stream" not in holder:
-                outcome = items.get_nowait()
-                raise AssertionError(f"events.stream failed to open: {outcome!r}") from (
-                    outcome if isinstance(outcome, BaseException) else None
-                )
-            assert holder["stream"].response.status_code == 200
-
-            client.beta.sessions.events.send(session.id, events=[_text_message(f"please run the command {tag}")])
-
-            deadline = time.monotonic() + TURN_SECONDS
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"the turn did not end within {TURN_SECONDS}s; saw {[e.type for e in seen]}")
-                try:
-                    item = items.get(timeout=left)
-                except queue.Empty:
-                    continue
-                if item is _STREAM_END:
-                    raise AssertionError(f"the stream ended before the turn did; saw {[e.type for e in seen]}")
-                if isinstance(item, BaseException):
-                    raise AssertionError(f"stream reader failed: {item!r}") from item
-                seen.append(item)
-                if item.type == "session.status_idle":
-                    break
-        finally:
-            stream = holder.get("stream")
-            if stream is not None:
-                _best_effort(stream.close)
-            thread.join(timeout=5)
-
+        seen = _streamed_turn(client, session.id, f"please run the command {tag}")
         types = [e.type for e in seen]
         errors = [e for e in seen if e.type == "session.error"]
         assert not errors, f"the turn failed: {errors!r}"
@@ -654,6 +655,72 @@ def test_agent_turn_with_tool_streams_previews(client: anthropic.Anthropic, tag:
         stored_ids = {e.id for e in stored}
         assert message_ids <= stored_ids, "the previewed agent.message events are stored under the previewed ids"
         assert tool_use.id in stored_ids and result.id in stored_ids
+    finally:
+        _best_effort(lambda: client.beta.sessions.delete(session.id))
+        _best_effort(lambda: client.beta.environments.delete(env.id))
+        _best_effort(lambda: client.beta.agents.archive(agent.id))
+
+
+# --------------------------------------------------------------------------------------------
+# 6b. an ACP agent (Claude Code's adapter) in a runner, streamed exactly like the built-in one
+# --------------------------------------------------------------------------------------------
+
+
+def test_acp_agent_turn_streams_like_the_builtin_one(client: anthropic.Anthropic, tag: str) -> None:
+    raw = os.environ.get("PADDOCK_SDK_ACP")
+    if not raw:
+        pytest.skip("PADDOCK_SDK_ACP is not set (crates/paddock-cli/tests/acp.rs runs this test)")
+    spec = json.loads(raw)
+    agent = client.beta.agents.create(
+        model=spec["model"],
+        name=f"compat-acp-{tag}",
+        tools=[{"type": "agent_toolset_20260401"}],
+        extra_body={"harness": spec["harness"]},
+    )
+    env = _make_environment(client, tag)
+    session = client.beta.sessions.create(agent=agent.id, environment_id=env.id)
+    try:
+        seen = _streamed_turn(client, session.id, "write the file", seconds=spec["seconds"])
+        types = [e.type for e in seen]
+        errors = [e for e in seen if e.type == "session.error"]
+        assert not errors, f"the turn failed: {errors!r}"
+        assert seen[-1].stop_reason.type == "end_turn", f"turn ended with {seen[-1].stop_reason!r}; saw {types}"
+        assert _is_subsequence(
+            [
+                "session.status_running",
+                "span.model_request_start",
+                "span.model_request_end",
+                "session.usage",
+                "agent.tool_use",
+                "agent.tool_result",
+                "agent.message",
+                "session.status_idle",
+            ],
+            types,
+        ), f"unexpected event order: {types}"
+        tool_uses = [e for e in seen if e.type == "agent.tool_use"]
+        assert len(tool_uses) == 1, f"saw {types}"
+        assert tool_uses[0].name == spec["tool"]
+        assert tool_uses[0].input["file_path"] == spec["file_path"]
+        assert tool_uses[0].evaluated_permission == "allow"
+        results = [e for e in seen if e.type == "agent.tool_result"]
+        assert len(results) == 1 and results[0].tool_use_id == tool_uses[0].id and not results[0].is_error
+        messages = [(i, e) for i, e in enumerate(seen) if e.type == "agent.message"]
+        assert len(messages) == 1, f"saw {types}"
+        at, message = messages[0]
+        assert _texts(message) == [spec["final_text"]]
+        starts = [(i, e) for i, e in enumerate(seen) if e.type == "event_start" and e.event.id == message.id]
+        assert len(starts) == 1, f"one event_start announces {message.id}; saw {types}"
+        deltas = [(i, e) for i, e in enumerate(seen) if e.type == "event_delta" and e.event_id == message.id]
+        assert len(deltas) >= 2, f"the answer streamed in pieces; saw {types}"
+        assert all(starts[0][0] < i < at for i, _ in deltas)
+        assert "".join(d.delta.content.text for _, d in deltas) == spec["final_text"]
+        usage = [(e.model_usage.input_tokens, e.model_usage.output_tokens) for e in seen if e.type == "span.model_request_end"]
+        side = tuple(spec["side_usage"])  # the agent's own side call (a session title), if it made one
+        assert [u for u in usage if u != side] == [tuple(u) for u in spec["usage"]], f"metered per call: {usage}"
+        assert usage.count(side) <= 1, usage
+        stored = [e.type for e in client.beta.sessions.events.list(session.id, limit=200)]
+        assert "event_delta" not in stored and "agent.tool_use" in stored
     finally:
         _best_effort(lambda: client.beta.sessions.delete(session.id))
         _best_effort(lambda: client.beta.environments.delete(env.id))

@@ -773,3 +773,79 @@ fn gemini_cli_in_a_docker_runner() {
     }
     exercise(&GEMINI, "docker");
 }
+
+/// The official `anthropic` SDK streams an ACP turn exactly as it streams a built-in one
+/// (tests/sdk/test_compat.py, `test_acp_agent_turn_streams_like_the_builtin_one`).
+#[test]
+fn the_official_sdk_streams_an_acp_turn() {
+    let Some(python) = std::env::var_os("PADDOCK_SDK_PYTHON") else {
+        require_or_skip(
+            "sdk",
+            false,
+            "PADDOCK_SDK_PYTHON is not set (scripts/test sets it)",
+        );
+        return;
+    };
+    if !agents_installed() {
+        return;
+    }
+    let side = (7, 3);
+    let script = Script::new([
+        Turn::Reply(
+            Reply::default()
+                .tool_call(
+                    "Write",
+                    json!({"file_path": "/workspace/sdk.txt", "content": "from the sdk test\n"}),
+                    2,
+                )
+                .usage(40, 4, 0, 0),
+        ),
+        Turn::Reply(
+            Reply::text(["Wrote ", "sdk.txt ", "for you."])
+                .delays(Duration::from_millis(30), Duration::from_millis(30))
+                .usage(60, 6, 0, 0),
+        ),
+    ])
+    .with_side(
+        SideRule::new(Reply::text(["{\"title\": \"t\"}"]).usage(side.0, side.1, 0, 0))
+            .body_contains("json_schema"),
+    );
+    let rig = Rig::new("sdk/claude-code/local", "anthropic", "local", script);
+    let spec = json!({
+        "model": "scripted/claude-sonnet-4-5", "harness": "acp:claude-code",
+        "tool": "Write", "file_path": "/workspace/sdk.txt",
+        "final_text": "Wrote sdk.txt for you.", "usage": [[40, 4], [60, 6]],
+        "side_usage": [side.0, side.1], "seconds": 240.0,
+    });
+    let test =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/sdk/test_compat.py");
+    let out = std::process::Command::new(python)
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-rs",
+            "-k",
+            "acp",
+        ])
+        .arg(&test)
+        .env("PADDOCK_URL", &rig.serve().url)
+        .env("PADDOCK_SDK_ACP", spec.to_string())
+        .output()
+        .expect("pytest runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed") && !stdout.contains("skipped"),
+        "the SDK's ACP test failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sessions = rig.ok("GET", "/v1/sessions?limit=10", None);
+    assert!(sessions["data"].as_array().is_some());
+    assert_eq!(
+        rig.models.main_requests().len(),
+        2,
+        "both scripted calls went through the gateway"
+    );
+}

@@ -153,7 +153,17 @@ async fn official_python_sdk_works_unmodified() {
     let base = s.base.clone();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(python)
-            .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs"])
+            // The ACP case runs from crates/paddock-cli/tests/acp.rs, with real agents.
+            .args([
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "-rs",
+                "-k",
+                "not acp",
+            ])
             .arg(&script)
             .env("PADDOCK_URL", base)
             .env("PADDOCK_API_KEY", token)
