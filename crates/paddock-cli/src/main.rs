@@ -218,6 +218,13 @@ enum AgentCmd {
         system: Option<String>,
         #[arg(long)]
         description: Option<String>,
+        /// Who runs its sessions: `builtin` (default), or an ACP agent in the runner:
+        /// `acp:openclaw`, `acp:claude-code`, `acp:codex`, `acp:gemini` (docs/agents-acp.md).
+        #[arg(long)]
+        harness: Option<String>,
+        /// Tool shorthand: `messaging`, `standard` or `full`.
+        #[arg(long)]
+        tool_profile: Option<String>,
         /// A JSON file with the full request body (flags override its fields).
         #[arg(long)]
         file: Option<PathBuf>,
@@ -543,6 +550,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 model,
                 system,
                 description,
+                harness,
+                tool_profile,
                 file,
             } => {
                 let mut b = read_body(&file)?;
@@ -550,6 +559,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 set(&mut b, "model", model);
                 set(&mut b, "system", system);
                 set(&mut b, "description", description);
+                set(&mut b, "harness", harness);
+                set(&mut b, "tool_profile", tool_profile);
                 c.show(
                     c.post("/v1/agents", &Value::Object(b), None).await?,
                     output::AGENT,

@@ -849,3 +849,66 @@ fn the_official_sdk_streams_an_acp_turn() {
         "both scripted calls went through the gateway"
     );
 }
+
+/// `paddock agents create --harness acp:claude-code` makes an ACP agent, and `paddock
+/// start --agent … --prompt … --follow` runs its turn like the built-in agent's.
+#[test]
+fn the_cli_creates_and_starts_an_acp_agent() {
+    if !agents_installed() {
+        return;
+    }
+    let script = Script::new([
+        Turn::Reply(Reply::default().tool_call(
+            "Write",
+            json!({"file_path": "/workspace/cli.txt", "content": "from the cli\n"}),
+            1,
+        )),
+        Turn::text(["The CLI ", "file is written."]),
+    ])
+    .with_side(SideRule::new(Reply::text(["{\"title\": \"t\"}"])).body_contains("json_schema"));
+    let rig = Rig::new("cli/claude-code/local", "anthropic", "local", script);
+    let created = rig.serve().json(&[
+        "agents",
+        "create",
+        "--name",
+        "cli-claude",
+        "--model",
+        "scripted/claude-sonnet-4-5",
+        "--harness",
+        "acp:claude-code",
+        "--tool-profile",
+        "full",
+    ]);
+    assert_eq!(
+        created["harness"],
+        json!({"type": "acp", "adapter": "claude-code"}),
+        "{created}"
+    );
+    let out = rig.serve().cli(&[
+        "start",
+        "--agent",
+        "cli-claude",
+        "--prompt",
+        "write cli.txt",
+        "--follow",
+    ]);
+    let (stdout, stderr) = common::text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("you: write cli.txt"), "{stdout}");
+    assert!(stdout.contains("Write"), "the tool call is shown: {stdout}");
+    assert!(stdout.contains("The CLI file is written."), "{stdout}");
+    // A bad adapter name is refused, naming the field.
+    let bad = rig.serve().cli(&[
+        "agents",
+        "create",
+        "--name",
+        "x",
+        "--model",
+        "m",
+        "--harness",
+        "acp:nope",
+    ]);
+    let (o, e) = common::text(&bad);
+    assert!(!bad.status.success(), "{o}");
+    assert!(e.contains("harness"), "{e}");
+}
