@@ -283,7 +283,7 @@ impl Pump {
                     .clone()
                     .or_else(|| meta_tool_name(tc.meta.as_ref()))
                     .or(call.name.take());
-                call.kind = Some(tc.kind.clone());
+                call.kind = Some(tc.kind);
                 if tc.raw_input.is_some() {
                     call.input = tc.raw_input.clone();
                 }
@@ -422,7 +422,7 @@ impl Pump {
                 call.name = meta_tool_name(req.tool_call.meta.as_ref());
             }
             if f.kind.is_some() {
-                call.kind = f.kind.clone();
+                call.kind = f.kind;
             }
             if let Some(i) = &f.raw_input {
                 call.input = Some(i.clone());
@@ -434,7 +434,7 @@ impl Pump {
         let (kind, input, paths) = {
             let c = &self.calls[&id];
             (
-                c.kind.clone().unwrap_or(ToolKind::Other),
+                c.kind.unwrap_or(ToolKind::Other),
                 c.input.clone().unwrap_or(Value::Null),
                 c.paths.clone(),
             )
