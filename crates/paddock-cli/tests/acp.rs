@@ -239,6 +239,11 @@ struct Adapter {
     write_name: &'static str,
     /// Model calls one tool-using turn makes (the call, then the one with its result).
     calls_per_tool_turn: usize,
+    /// Whether it closes a model call in flight when its turn is cancelled (Codex lets
+    /// a stream that has sent nothing yet run out).
+    hangs_up: bool,
+    /// Whether a denied call goes back to the model (Codex ends its turn instead).
+    model_after_deny: bool,
 }
 
 const CLAUDE: Adapter = Adapter {
@@ -258,6 +263,8 @@ const CLAUDE: Adapter = Adapter {
     },
     write_name: "Write",
     calls_per_tool_turn: 2,
+    hangs_up: true,
+    model_after_deny: true,
 };
 
 const OPENCLAW: Adapter = Adapter {
@@ -269,6 +276,8 @@ const OPENCLAW: Adapter = Adapter {
     // Its tool calls carry no name: the event names the call's kind.
     write_name: "edit",
     calls_per_tool_turn: 2,
+    hangs_up: true,
+    model_after_deny: true,
 };
 
 const GEMINI: Adapter = Adapter {
@@ -288,6 +297,24 @@ const GEMINI: Adapter = Adapter {
     },
     write_name: "edit",
     calls_per_tool_turn: 2,
+    hangs_up: true,
+    model_after_deny: true,
+};
+
+const CODEX: Adapter = Adapter {
+    harness: "acp:codex",
+    kind: "openai",
+    write: |path, content| {
+        (
+            "exec_command",
+            json!({"cmd": format!("printf '%s' '{content}' > {path}")}),
+        )
+    },
+    asked: |path| ("exec_command", json!({"cmd": format!("touch {path}")})),
+    write_name: "execute",
+    calls_per_tool_turn: 2,
+    hangs_up: false,
+    model_after_deny: false,
 };
 
 impl Rig {
@@ -556,10 +583,12 @@ fn exercise(a: &Adapter, backend: &str) {
         t.elapsed()
     );
     assert_eq!(ended(&evs)[1], "end_turn");
-    let gone = rig
-        .rt
-        .block_on(rig.models.wait_for_disconnect(Duration::from_secs(20)));
-    assert!(gone.is_some(), "the agent hung up on the model call");
+    if a.hangs_up {
+        let gone = rig
+            .rt
+            .block_on(rig.models.wait_for_disconnect(Duration::from_secs(20)));
+        assert!(gone.is_some(), "the agent hung up on the model call");
+    }
 
     // 4. An orchestrator crash mid-turn: the turn ends with a recoverable error, and
     // the next message starts the agent again and goes on.
@@ -653,7 +682,9 @@ fn exercise(a: &Adapter, backend: &str) {
     assert_eq!(rig.file(&rid, "allowed.txt").0, 200, "the allowed call ran");
     let (tool, input) = (a.asked)("denied.txt");
     rig.models.push(Reply::default().tool_call(tool, input, 1));
-    rig.models.push(Reply::text(["Understood."]));
+    if a.model_after_deny {
+        rig.models.push(Reply::text(["Understood."]));
+    }
     rig.say(&sid, "Make denied.txt");
     let evs = rig.wait_for(&sid, 120, |e| {
         e.iter()
@@ -911,4 +942,20 @@ fn the_cli_creates_and_starts_an_acp_agent() {
     let (o, e) = common::text(&bad);
     assert!(!bad.status.success(), "{o}");
     assert!(e.contains("harness"), "{e}");
+}
+
+#[test]
+fn codex_in_a_bubblewrap_runner() {
+    if !agents_installed() {
+        return;
+    }
+    exercise(&CODEX, "local");
+}
+
+#[test]
+fn codex_in_a_docker_runner() {
+    if !agents_installed() || !docker_agents() {
+        return;
+    }
+    exercise(&CODEX, "docker");
 }
