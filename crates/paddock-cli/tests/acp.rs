@@ -959,3 +959,93 @@ fn codex_in_a_docker_runner() {
     }
     exercise(&CODEX, "docker");
 }
+
+/// A user's own ACP agent (`custom`), written on the real ACP SDK for JavaScript (the
+/// one Claude Code's adapter ships): the client's file-system and terminal requests it
+/// makes are answered inside the runner, confined to the workspace; it finds the model
+/// gateway in its environment, and calls it in OpenAI's chat format (metered), while a
+/// wrong token is refused.
+const CUSTOM_AGENT: &str = r#"
+import { agent, methods, ndJsonStream, PROTOCOL_VERSION } from "/opt/paddock-agents/lib/node_modules/@agentclientprotocol/claude-agent-acp/node_modules/@agentclientprotocol/sdk/dist/v1/stable/acp.js";
+import { Readable, Writable } from "node:stream";
+const gw = process.env.PADDOCK_GATEWAY_URL, token = process.env.PADDOCK_GATEWAY_TOKEN;
+async function chat(tok) {
+  const r = await fetch(gw + "/v1/chat/completions", { method: "POST",
+    headers: { "content-type": "application/json", authorization: "Bearer " + tok },
+    body: JSON.stringify({ model: "anything", stream: true, messages: [{ role: "user", content: "hi" }] }) });
+  return { status: r.status, body: await r.text() };
+}
+const app = agent({ name: "paddock-test-agent" })
+  .onRequest(methods.agent.initialize, () => ({ protocolVersion: PROTOCOL_VERSION, agentCapabilities: {}, agentInfo: { name: "paddock-test-agent", version: "1" } }))
+  .onRequest(methods.agent.session.new, () => ({ sessionId: "custom-1" }))
+  .onNotification(methods.agent.session.cancel, () => {})
+  .onRequest(methods.agent.session.prompt, async ({ params: p, client }) => {
+    const out = {};
+    const sid = p.sessionId;
+    await client.request(methods.client.fs.writeTextFile, { sessionId: sid, path: "/workspace/custom/out.txt", content: "line one\nline two\n" });
+    out.read = (await client.request(methods.client.fs.readTextFile, { sessionId: sid, path: "/workspace/custom/out.txt", line: 2, limit: 1 })).content;
+    try { await client.request(methods.client.fs.readTextFile, { sessionId: sid, path: "/etc/hostname" }); out.outside = "read"; }
+    catch (e) { out.outside = "refused"; }
+    const t = await client.request(methods.client.terminal.create, { sessionId: sid, command: "sh", args: ["-c", "echo term-out; echo term-err >&2; exit 3"], cwd: "/workspace" });
+    out.exit = (await client.request(methods.client.terminal.waitForExit, { sessionId: sid, terminalId: t.terminalId })).exitCode;
+    out.output = (await client.request(methods.client.terminal.output, { sessionId: sid, terminalId: t.terminalId })).output;
+    await client.request(methods.client.terminal.release, { sessionId: sid, terminalId: t.terminalId });
+    const good = await chat(token), bad = await chat("not-the-token");
+    out.gateway = good.status; out.streamed = good.body.includes("the gateway") && good.body.includes("[DONE]"); out.wrong_token = bad.status;
+    await client.notify(methods.client.session.update, { sessionId: sid, update: { sessionUpdate: "agent_message_chunk", content: { type: "text", text: JSON.stringify(out) } } });
+    return { stopReason: "end_turn" };
+  });
+app.connect(ndJsonStream(Writable.toWeb(process.stdout), Readable.toWeb(process.stdin)));
+"#;
+
+#[test]
+fn a_custom_acp_agent_gets_files_terminals_and_the_gateway() {
+    if !agents_installed() {
+        return;
+    }
+    let script = Script::new([Turn::Reply(
+        Reply::text(["from ", "the gateway"]).usage(11, 2, 0, 0),
+    )]);
+    let rig = Rig::new("custom/local", "openai", "local", script);
+    let sid = rig.session(json!({
+        "name": "custom", "model": "scripted/claude-sonnet-4-5",
+        "harness": {"type": "acp", "adapter": "custom",
+                    "command": ["/bin/sh", "-c", "exec /opt/paddock-agents/bin/node --input-type=module -e \"$AGENT_JS\""],
+                    "env": {"AGENT_JS": CUSTOM_AGENT}},
+    }));
+    rig.say(&sid, "go");
+    let evs = rig.wait_for(&sid, 120, |e| !ended(e).is_empty());
+    assert_eq!(ended(&evs), ["end_turn"], "{evs:#?}");
+    let said: Value = serde_json::from_str(&text_of(
+        of_type(&evs, "agent.message")
+            .last()
+            .expect("the agent's report"),
+    ))
+    .expect("a JSON report");
+    assert_eq!(
+        said,
+        json!({"read": "line two\n", "outside": "refused", "exit": 3,
+               "output": "term-out\nterm-err\n", "gateway": 200, "streamed": true,
+               "wrong_token": 401}),
+        "{evs:#?}"
+    );
+    let rid = rig.runner_of(&sid);
+    let (code, body) = rig.file(&rid, "custom/out.txt");
+    assert_eq!((code, body.as_str()), (200, Some("line one\nline two\n")));
+    // The gateway's call was metered (usage read from the stream it asked usage for).
+    let end = of_type(&evs, "span.model_request_end");
+    assert_eq!(end.len(), 1, "{evs:#?}");
+    assert_eq!(end[0]["model_usage"]["input_tokens"], 11);
+    assert_eq!(end[0]["model_usage"]["output_tokens"], 2);
+    let r = &rig.models.requests()[0];
+    assert_eq!(r.path, "/v1/chat/completions");
+    assert_eq!(
+        r.body["model"], "claude-sonnet-4-5",
+        "mapped to the agent's model"
+    );
+    assert_eq!(r.body["stream_options"]["include_usage"], true);
+    assert_eq!(
+        r.header("authorization"),
+        Some(format!("Bearer {CANARY}").as_str())
+    );
+}

@@ -387,6 +387,9 @@ impl Acp {
                 paddock_core::harness::AGENTS_PREFIX
             ),
         );
+        // Every agent, a custom one included, finds the gateway here.
+        env.insert("PADDOCK_GATEWAY_URL".into(), gateway.clone());
+        env.insert("PADDOCK_GATEWAY_TOKEN".into(), token.clone());
         for (k, v) in &l.env {
             env.insert(k.clone(), fill(v));
         }
