@@ -203,6 +203,22 @@ output = 2000.0
     }
 }
 
+impl Drop for Rig {
+    /// Runners outlive `paddock serve` by design (they are adopted at its next start):
+    /// destroy them, agents and all, before the server goes.
+    fn drop(&mut self) {
+        if self.serve.is_none() {
+            return;
+        }
+        let (_, list) = self.call("GET", "/v1/runners?limit=100", None);
+        for r in list["data"].as_array().into_iter().flatten() {
+            if let Some(id) = r["id"].as_str() {
+                let _ = self.call("DELETE", &format!("/v1/runners/{id}"), None);
+            }
+        }
+    }
+}
+
 /// Stop reasons of the turns ended so far (not the `requires_action` pauses).
 fn ended(evs: &[Value]) -> Vec<String> {
     evs.iter()
@@ -523,6 +539,12 @@ fn exercise(a: &Adapter, backend: &str) {
     assert_eq!(results.len(), 1);
     assert_eq!(results[0]["tool_use_id"], uses[0]["id"]);
     assert_eq!(results[0]["is_error"], false, "{:?}", results[0]);
+    for m in of_type(&evs, "agent.message") {
+        assert!(
+            !text_of(m).contains("not found"),
+            "no warning from the agent: {m}"
+        );
+    }
     let answer = of_type(&evs, "agent.message")
         .last()
         .map(|e| text_of(e))

@@ -346,6 +346,11 @@ const OPENCLAW_CONFIG: &str = r#"{
 
 const CODEX: &str = "/opt/paddock-agents/lib/node_modules/@zed-industries/codex-acp/node_modules/@zed-industries/codex-acp-linux-x64/bin/codex-acp";
 
+/// Codex's model catalogue entry for the agent's model: without one it warns, as agent
+/// text, at every prompt, and offers a fallback tool set.
+const CODEX_MODELS: &str = r#"{"models":[{"slug":"{model}","display_name":"{model}","supported_reasoning_levels":[],"shell_type":"shell_command","visibility":"list","supported_in_api":true,"priority":0,"base_instructions":"You are Codex, a coding agent, working in the workspace of a Paddock runner.","supports_reasoning_summaries":false,"support_verbosity":false,"truncation_policy":{"mode":"tokens","limit":10000},"supports_parallel_tool_calls":true,"experimental_supported_tools":[],"context_window":200000,"apply_patch_tool_type":"freeform"}]}
+"#;
+
 const CODEX_ENV: &[(&str, &str)] = &[
     ("CODEX_HOME", "{home}/codex"),
     ("PADDOCK_GATEWAY_TOKEN", "{token}"),
@@ -386,6 +391,8 @@ pub const ADAPTERS: &[AdapterSpec] = &[
             "-c", "model_providers.paddock.request_max_retries=0",
             "-c", "model_providers.paddock.stream_max_retries=0",
             "-c", "model=\"{model}\"",
+            "-c", "model_catalog_json=\"{home}/codex/models.json\"",
+            "-c", "features.personality=false",
             "-c", "sandbox_mode=\"danger-full-access\"",
             "-c", "approval_policy=\"{ask}\"",
             "-c", "web_search=\"disabled\"",
@@ -398,7 +405,7 @@ pub const ADAPTERS: &[AdapterSpec] = &[
         wires: &[(ModelWire::OpenaiResponses, "responses")],
         ask: ("never", "untrusted"),
         env: CODEX_ENV,
-        files: &[("codex/config.toml", "")],
+        files: &[("codex/config.toml", ""), ("codex/models.json", CODEX_MODELS)],
         mode_allow: None,
         mode_ask: None,
         client_fs: (true, true),
