@@ -35,6 +35,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Seconds between keep-alive comments on idle SSE streams.
     pub sse_keepalive_secs: u64,
+    /// On SIGTERM, how long model calls in flight may take to finish before Paddock
+    /// exits (a second SIGTERM exits at once). Commands in runners are never killed.
+    pub shutdown_grace_secs: u64,
     /// The execution profile used when none is asked for.
     pub default_profile: String,
     /// Execution profiles by name (`[profiles.NAME]`); a `default` one is built in.
@@ -279,6 +282,7 @@ impl Default for Config {
             otel_endpoint: None,
             max_body_bytes: 4 * 1024 * 1024,
             sse_keepalive_secs: 15,
+            shutdown_grace_secs: 20,
             default_profile: "default".into(),
             profiles: BTreeMap::new(),
             local: LocalSettings::default(),
@@ -336,6 +340,9 @@ impl Config {
                 }
                 "PADDOCK_SSE_KEEPALIVE_SECS" => {
                     cfg.sse_keepalive_secs = v.parse().map_err(|e| bad(&k, e))?
+                }
+                "PADDOCK_SHUTDOWN_GRACE_SECS" => {
+                    cfg.shutdown_grace_secs = v.parse().map_err(|e| bad(&k, e))?
                 }
                 "PADDOCK_DEFAULT_PROFILE" => cfg.default_profile = v,
                 "PADDOCK_API_TOKEN" => cfg.api_token = Some(v).filter(|t| !t.is_empty()),

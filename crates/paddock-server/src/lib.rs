@@ -52,6 +52,8 @@ pub struct AppState {
     keyring: Arc<paddock_vault::Keyring>,
     /// The built-in agent loop.
     agent: Arc<agent_loop::AgentRuntime>,
+    /// SIGTERM arrived: `/healthz` says `draining` while model calls in flight finish.
+    draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Builds the router and, alongside, the list of `(method, path)` it serves.
@@ -361,6 +363,7 @@ impl Server {
             hub,
             manager,
             agent,
+            draining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             shutdown,
             routes: Arc::new(route_table()),
         };
@@ -522,6 +525,9 @@ impl Server {
             }
         });
         let tx = self.shutdown_tx;
+        let agent = self.state.agent.clone();
+        let draining = self.state.draining.clone();
+        let grace = std::time::Duration::from_secs(self.state.config.shutdown_grace_secs);
         tracing::info!(addr = %self.listener.local_addr()?, "paddock API listening");
         if self.state.config.api_token.is_none() {
             tracing::warn!(
@@ -542,6 +548,17 @@ impl Server {
         )
         .with_graceful_shutdown(async move {
             shutdown.await;
+            // Stop starting new steps; let model calls in flight finish (a second
+            // signal, or the grace, ends the wait). Commands in runners go on.
+            tracing::info!(
+                grace_secs = grace.as_secs(),
+                "draining: model calls in flight may finish"
+            );
+            draining.store(true, std::sync::atomic::Ordering::SeqCst);
+            tokio::select! {
+                _ = agent.drain(grace) => {}
+                _ = shutdown_signal() => tracing::info!("a second signal: exiting now"),
+            }
             tracing::info!("shutting down: closing event streams and draining requests");
             let _ = tx.send(true);
         })

@@ -1,6 +1,10 @@
-//! `POST /exec` and `POST /cancel`: processes in their own process groups,
-//! output streamed as NDJSON, timeouts / cancellation / client disconnects
-//! kill the whole group (SIGTERM, then SIGKILL after a grace period).
+//! `POST /exec`, `GET /exec/{id}` and `POST /cancel`: processes in their own
+//! process groups, output streamed as NDJSON; timeouts and cancellation kill the
+//! whole group (SIGTERM, then SIGKILL after a grace period). An exec belongs to the
+//! runner, not to the connection that started it: its records are kept in a journal
+//! (journal.rs), the connection only reads them, and another one can read them again
+//! from any position (`GET /exec/{id}?from=N`). A dropped connection ends the exec
+//! only when the request asked for that (`kill_on_disconnect`).
 //!
 //! Reaping: the exec's leader is waited for with `waitid(WNOWAIT)` on a small
 //! dedicated thread, so that it stays a zombie (its pid, which is also the
@@ -26,6 +30,7 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use crate::error::WorkerError;
 use crate::http::{self, Body, ChannelBody};
+use crate::journal::Journal;
 use crate::{files, State, TOKEN_ENV};
 
 /// Bytes read from a pipe at once (and so the largest `data` of a record).
@@ -44,6 +49,8 @@ pub struct ExecRequest {
     pub stdin_b64: Option<String>,
     pub timeout_ms: Option<u64>,
     pub id: Option<String>,
+    /// End the exec when the connection that started it drops (default false).
+    pub kill_on_disconnect: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -76,7 +83,14 @@ enum Record<'a> {
         duration_ms: u64,
         timed_out: bool,
         cancelled: bool,
+        /// Output bytes past the journal's limit, not kept.
+        #[serde(skip_serializing_if = "is_zero")]
+        output_dropped_bytes: u64,
     },
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn line(record: &Record<'_>) -> Bytes {
@@ -102,6 +116,8 @@ pub struct RunningInfo {
 #[derive(Default)]
 struct Table {
     running: HashMap<String, RunningExec>,
+    /// The records of running execs and of finished ones still retained.
+    journals: HashMap<String, Arc<Journal>>,
     /// Pids of exec leaders not yet reaped by their driver; the orphan reaper
     /// must leave them alone.
     leaders: HashSet<i32>,
@@ -196,6 +212,29 @@ impl Execs {
 
     pub(crate) fn forget_leader(&self, pid: i32) {
         self.lock().leaders.remove(&pid);
+    }
+
+    /// The journal of a running or retained exec.
+    fn journal(&self, id: &str) -> Option<Arc<Journal>> {
+        self.lock().journals.get(id).cloned()
+    }
+
+    /// Forgets finished execs past `retention`, and the oldest beyond `keep`.
+    fn prune(table: &mut Table, retention: Duration, keep: usize) {
+        table
+            .journals
+            .retain(|_, j| j.ended_at().is_none_or(|at| at.elapsed() < retention));
+        let mut done: Vec<(Instant, String)> = table
+            .journals
+            .iter()
+            .filter_map(|(id, j)| j.ended_at().map(|t| (t, id.clone())))
+            .collect();
+        if done.len() > keep {
+            done.sort();
+            for (_, id) in done.iter().take(done.len() - keep) {
+                table.journals.remove(id);
+            }
+        }
     }
 
     fn finish(&self, id: &str, pid: i32) {
@@ -515,6 +554,7 @@ pub async fn exec(
         });
     }
     let body: ExecRequest = http::parse_json(&bytes)?;
+    let kill_on_disconnect = body.kill_on_disconnect.unwrap_or(false);
     let Prepared {
         mut command,
         id,
@@ -524,6 +564,13 @@ pub async fn exec(
     } = prepare(&state, body)?;
 
     let cancel = Arc::new(Notify::new());
+    let gone = Arc::new(Notify::new());
+    let journal = Arc::new(Journal::new(
+        &id,
+        state.config.journal_memory_bytes,
+        state.config.journal_max_bytes,
+        state.config.spill_dir.clone(),
+    ));
     // Spawn and register under the table lock, so the orphan reaper never
     // sees this leader unregistered.
     let mut child = {
@@ -533,6 +580,7 @@ pub async fn exec(
                 "an exec with id `{id}` is already running"
             )));
         }
+        Execs::prune(&mut table, state.config.exec_retention, MAX_RETAINED);
         let child = command
             .spawn()
             .map_err(|e| WorkerError::SpawnFailed(format!("{shown:?}: {e}")))?;
@@ -546,6 +594,7 @@ pub async fn exec(
                 cancel: cancel.clone(),
             },
         );
+        table.journals.insert(id.clone(), journal.clone());
         child
     };
     let pid = child.id() as i32;
@@ -572,9 +621,8 @@ pub async fn exec(
 
     tracing::info!(id = %id, pid, command = %shown, timeout_ms = timeout.map(|t| t.as_millis() as u64), "exec started");
 
-    let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(16);
-    // `started` is queued before any output can be.
-    let _ = tx.try_send(Ok(line(&Record::Started { id: &id, pid })));
+    // `started` is recorded before any output can be.
+    journal.push(line(&Record::Started { id: &id, pid }), false);
 
     let (deadline_tx, deadline_rx) = watch::channel::<Option<tokio::time::Instant>>(None);
     let mut pumps = Vec::new();
@@ -583,8 +631,7 @@ pub async fn exec(
             Ok(out) => pumps.push(tokio::spawn(pump(
                 out,
                 Stream::Stdout,
-                id.clone(),
-                tx.clone(),
+                journal.clone(),
                 state.clone(),
                 deadline_rx.clone(),
             ))),
@@ -596,8 +643,7 @@ pub async fn exec(
             Ok(err) => pumps.push(tokio::spawn(pump(
                 err,
                 Stream::Stderr,
-                id.clone(),
-                tx.clone(),
+                journal.clone(),
                 state.clone(),
                 deadline_rx.clone(),
             ))),
@@ -627,19 +673,96 @@ pub async fn exec(
         started,
         timeout,
         cancel,
+        gone: gone.clone(),
         exit_rx,
         deadline_tx,
         pumps,
         stdin_task,
-        tx,
+        journal: journal.clone(),
     };
     tokio::spawn(driver.run());
+    Ok(stream_records(
+        &state,
+        journal,
+        0,
+        kill_on_disconnect.then_some(gone),
+    ))
+}
 
+/// Most finished execs whose records are retained.
+pub const MAX_RETAINED: usize = 256;
+
+/// A response streaming `journal`'s records from index `from` as they come, ending
+/// after the `exit` record. `on_gone`: told when the client leaves before the end.
+fn stream_records(
+    state: &Arc<State>,
+    journal: Arc<Journal>,
+    from: usize,
+    on_gone: Option<Arc<Notify>>,
+) -> Response<Body> {
+    let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(16);
+    let id = journal.id.clone();
+    tokio::spawn(async move {
+        let mut tick = journal.subscribe();
+        let mut at = from;
+        loop {
+            let (records, last) = journal.read(at, 64);
+            at += records.len();
+            for r in records {
+                if tx.send(Ok(r)).await.is_err() {
+                    if let Some(g) = &on_gone {
+                        g.notify_one();
+                    }
+                    return;
+                }
+            }
+            if last {
+                return;
+            }
+            tokio::select! {
+                changed = tick.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+                _ = tx.closed() => {
+                    if let Some(g) = &on_gone {
+                        g.notify_one();
+                    }
+                    return;
+                }
+            }
+        }
+    });
     let mut resp = http::ndjson(ChannelBody::guarded(rx, state.execs.stream_guard()));
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-paddock-exec-id", v);
     }
-    Ok(resp)
+    resp
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AttachQuery {
+    from: Option<String>,
+}
+
+/// `GET /exec/{id}?from=N`: the records of a running or retained exec from record `N`
+/// (default 0), live until its `exit` record.
+pub async fn attach(
+    state: Arc<State>,
+    req: Request<Incoming>,
+    id: &str,
+) -> Result<Response<Body>, WorkerError> {
+    validate_id(id)?;
+    let q: AttachQuery = http::parse_query(req.uri().query())?;
+    let from = http::parse_u64_param("from", q.from.as_deref())?.unwrap_or(0) as usize;
+    let journal = state.execs.journal(id).ok_or_else(|| {
+        WorkerError::NotFound(format!(
+            "no exec with id `{id}` (never started here, or finished longer ago than its retention)"
+        ))
+    })?;
+    Ok(stream_records(&state, journal, from, None))
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -694,14 +817,13 @@ fn output_record(stream: Stream, bytes: &[u8]) -> Bytes {
 async fn pump<R: AsyncRead + Unpin>(
     mut pipe: R,
     stream: Stream,
-    id: String,
-    tx: mpsc::Sender<Result<Bytes, io::Error>>,
+    journal: Arc<Journal>,
     state: Arc<State>,
     mut deadline: watch::Receiver<Option<tokio::time::Instant>>,
 ) {
+    let id = journal.id.clone();
     let mut buf = vec![0u8; CHUNK_BYTES];
     let mut pending: Vec<u8> = Vec::new();
-    let mut client_gone = false;
     loop {
         let current = *deadline.borrow_and_update();
         let read = match current {
@@ -740,15 +862,11 @@ async fn pump<R: AsyncRead + Unpin>(
         }
         let chunk: Vec<u8> = pending.drain(..cut).collect();
         state.output.push(&id, stream.name(), &chunk);
-        if !client_gone && tx.send(Ok(output_record(stream, &chunk))).await.is_err() {
-            client_gone = true;
-        }
+        journal.push(output_record(stream, &chunk), true);
     }
     if !pending.is_empty() {
         state.output.push(&id, stream.name(), &pending);
-        if !client_gone {
-            let _ = tx.send(Ok(output_record(stream, &pending))).await;
-        }
+        journal.push(output_record(stream, &pending), true);
     }
 }
 
@@ -766,11 +884,13 @@ struct Driver {
     started: Instant,
     timeout: Option<Duration>,
     cancel: Arc<Notify>,
+    /// The starting connection left, and it asked to be killed then.
+    gone: Arc<Notify>,
     exit_rx: oneshot::Receiver<()>,
     deadline_tx: watch::Sender<Option<tokio::time::Instant>>,
     pumps: Vec<tokio::task::JoinHandle<()>>,
     stdin_task: Option<tokio::task::JoinHandle<()>>,
-    tx: mpsc::Sender<Result<Bytes, io::Error>>,
+    journal: Arc<Journal>,
 }
 
 impl Driver {
@@ -783,7 +903,7 @@ impl Driver {
             _ = &mut self.exit_rx => None,
             _ = sleep_until_opt(deadline) => Some(Stop::Timeout),
             _ = self.cancel.notified() => Some(Stop::Cancel),
-            _ = self.tx.closed() => Some(Stop::Disconnect),
+            _ = self.gone.notified() => Some(Stop::Disconnect),
         };
         if let Some(stop) = stop {
             tracing::info!(id = %self.id, pid, reason = ?stop, "stopping exec: SIGTERM to its process group");
@@ -822,8 +942,10 @@ impl Driver {
             duration_ms: duration.as_millis() as u64,
             timed_out,
             cancelled,
+            output_dropped_bytes: self.journal.dropped_bytes(),
         };
-        let delivered = self.tx.send(Ok(line(&record))).await.is_ok();
+        self.journal.push(line(&record), false);
+        self.journal.finish();
         tracing::info!(
             id = %self.id,
             pid,
@@ -832,7 +954,7 @@ impl Driver {
             duration_ms = duration.as_millis() as u64,
             timed_out,
             cancelled,
-            client_disconnected = stop == Some(Stop::Disconnect) || !delivered,
+            client_disconnected = stop == Some(Stop::Disconnect),
             "exec finished"
         );
         if self.state.config.reap_orphans {

@@ -26,6 +26,7 @@ mod error;
 mod exec;
 mod files;
 mod http;
+mod journal;
 mod logs;
 mod procs;
 mod status;
@@ -82,6 +83,14 @@ pub struct WorkerConfig {
     pub max_write_bytes: u64,
     /// Bytes of recent exec output kept for `GET /logs`.
     pub output_ring_bytes: usize,
+    /// An exec's records kept in memory; past it they move to a file in `spill_dir`.
+    pub journal_memory_bytes: usize,
+    /// Most bytes of records one exec keeps (output past it is dropped and counted).
+    pub journal_max_bytes: u64,
+    /// Where records past `journal_memory_bytes` go (`None`: they stay in memory).
+    pub spill_dir: Option<PathBuf>,
+    /// How long a finished exec's records stay readable (`GET /exec/{id}`).
+    pub exec_retention: Duration,
     /// Where the worker's own log lines are kept for `GET /logs` (install
     /// `LogRing::writer` as the tracing writer to fill it). `None`: a ring
     /// nobody writes to.
@@ -104,6 +113,10 @@ impl WorkerConfig {
             max_request_bytes: 16 * 1024 * 1024,
             max_write_bytes: 1024 * 1024 * 1024,
             output_ring_bytes: 1024 * 1024,
+            journal_memory_bytes: 4 * 1024 * 1024,
+            journal_max_bytes: 256 * 1024 * 1024,
+            spill_dir: Some(std::env::temp_dir().join("paddock-exec")),
+            exec_retention: Duration::from_secs(600),
             log_ring: None,
             reap_orphans: false,
             relay_dir: None,
@@ -345,6 +358,22 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
 
 async fn route(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, WorkerError> {
     let path = req.uri().path().to_string();
+    if let Some(id) = path.strip_prefix("/exec/") {
+        if req.method() != Method::GET {
+            let method = req.method().to_string();
+            http::drain(&mut req.into_body()).await;
+            return Err(WorkerError::MethodNotAllowed {
+                method,
+                path: path.clone(),
+                allow: "GET",
+            });
+        }
+        if !authorized(&state, &req) {
+            return Err(WorkerError::Unauthorized);
+        }
+        let id = id.to_string();
+        return exec::attach(state, req, &id).await;
+    }
     if path == "/relays" || path == "/processes" || path.starts_with("/processes/") {
         if !authorized(&state, &req) {
             let mut body = req.into_body();

@@ -270,6 +270,7 @@ async fn start(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bod
             stdin_b64: None,
             timeout_ms: None,
             id: Some(body.id.clone()),
+            kill_on_disconnect: None,
         },
     )?;
     let mut command = prepared.command;

@@ -267,10 +267,11 @@ fn cancel_without_id_stops_everything() {
 }
 
 #[test]
-fn client_disconnect_kills_the_process_group() {
+fn client_disconnect_kills_the_process_group_when_asked() {
     let w = TestWorker::start();
-    let mut stream =
-        w.exec_stream(&json!({"id": "gone", "command": "sleep 100 & echo $!; sleep 100"}));
+    let mut stream = w.exec_stream(
+        &json!({"id": "gone", "command": "sleep 100 & echo $!; sleep 100", "kill_on_disconnect": true}),
+    );
     let pgid = stream.next_record().unwrap()["pid"].as_i64().unwrap() as i32;
     let bg: i32 = stream.next_record().unwrap()["data"]
         .as_str()
@@ -385,4 +386,53 @@ fn oversized_request_bodies_are_413() {
     let big = "x".repeat(4096);
     w.post("/exec", &json!({"command": "cat", "stdin": big}))
         .assert_error(413, "payload_too_large");
+}
+
+#[test]
+fn an_exec_outlives_its_connection_and_is_read_again_from_any_record() {
+    let w = TestWorker::start();
+    let mut stream =
+        w.exec_stream(&json!({"id": "long", "command": "echo one; sleep 0.6; echo two"}));
+    let started = stream.next_record().unwrap();
+    assert_eq!(started["type"], "started");
+    let pid = started["pid"].as_i64().unwrap() as i32;
+    assert_eq!(stream.next_record().unwrap()["data"], "one\n");
+    drop(stream); // the connection goes; the exec does not
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(is_alive(pid), "a dropped connection no longer ends an exec");
+    // Attached again from the start: every record, then the exit.
+    let recs = w.get_ndjson("/exec/long?from=0");
+    let types: Vec<&str> = recs.iter().map(|r| r["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["started", "stdout", "stdout", "exit"]);
+    assert_eq!(text_of(&recs, "stdout"), "one\ntwo\n");
+    assert_eq!(exit_of(&recs)["code"], 0);
+    // From a record on; and after the end, the same records again.
+    let tail = w.get_ndjson("/exec/long?from=2");
+    assert_eq!(text_of(&tail, "stdout"), "two\n");
+    assert_eq!(exit_of(&tail)["code"], 0);
+    w.get("/exec/never-ran").assert_error(404, "not_found");
+    let e = w
+        .get("/exec/long?from=x")
+        .assert_error(400, "invalid_request");
+    assert_eq!(e["field"], "from");
+}
+
+#[test]
+fn output_past_the_memory_budget_spills_to_a_file_and_reads_back() {
+    let spill = tempfile::tempdir().expect("tempdir");
+    let dir = spill.path().to_path_buf();
+    let w = TestWorker::start_with(|c| {
+        c.journal_memory_bytes = 64 * 1024;
+        c.spill_dir = Some(dir);
+    });
+    // About 1 MB of output, far past the 64 KiB kept in memory.
+    let recs = w.exec(&json!({"id": "big", "command": "head -c 1000000 /dev/zero | tr '\\0' a"}));
+    assert_eq!(output_of(&recs, "stdout").len(), 1_000_000);
+    assert!(
+        std::fs::read_dir(spill.path()).unwrap().count() >= 1,
+        "records spilled to a file"
+    );
+    let again = w.get_ndjson("/exec/big");
+    assert_eq!(output_of(&again, "stdout").len(), 1_000_000);
+    assert_eq!(exit_of(&again)["code"], 0);
 }

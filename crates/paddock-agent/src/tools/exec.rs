@@ -131,11 +131,41 @@ pub(crate) async fn run_exec(
             Bytes::from(req.to_string()),
             Some("application/json"),
         )
-        .await
-        .map_err(|e| match e {
-            BackendError::Worker { kind, message, .. } => ExecFailure::Refused { kind, message },
-            other => ExecFailure::Unreachable(other.to_string()),
-        })?;
+        .await;
+    read_exec(resp, max, timeout_ms).await
+}
+
+/// Reads the records of exec `id` again from the start (`GET /exec/{id}`): `None` when
+/// the worker knows no such exec.
+pub(crate) async fn reattach_exec(
+    worker: &WorkerClient,
+    id: &str,
+    max: usize,
+    timeout_ms: u64,
+) -> Result<Option<ExecRun>, ExecFailure> {
+    let resp = worker
+        .request(
+            Method::GET,
+            &format!("/exec/{id}?from=0"),
+            Bytes::new(),
+            None,
+        )
+        .await;
+    match read_exec(resp, max, timeout_ms).await {
+        Err(ExecFailure::Refused { kind, .. }) if kind.as_deref() == Some("not_found") => Ok(None),
+        other => other.map(Some),
+    }
+}
+
+async fn read_exec(
+    resp: Result<hyper::Response<hyper::body::Incoming>, BackendError>,
+    max: usize,
+    timeout_ms: u64,
+) -> Result<ExecRun, ExecFailure> {
+    let resp = resp.map_err(|e| match e {
+        BackendError::Worker { kind, message, .. } => ExecFailure::Refused { kind, message },
+        other => ExecFailure::Unreachable(other.to_string()),
+    })?;
     let status = resp.status();
     if !status.is_success() {
         let body = http_body_util::Limited::new(resp.into_body(), 1024 * 1024)
@@ -239,12 +269,12 @@ fn render_streams(run: &ExecRun, max: usize) -> String {
 
 // ---------------------------------------------------------------- bash
 
-pub(crate) async fn bash(
-    worker: &WorkerClient,
+/// The `POST /exec` body of a bash call and its timeout, or why the input is bad.
+fn bash_request(
     input: &Value,
     limits: &ToolLimits,
     exec_id: &str,
-) -> Result<ToolOutput, String> {
+) -> Result<Result<(Value, u64), ToolOutput>, String> {
     let f = fields(input)?;
     let restart = opt_bool(f, "restart")?.unwrap_or(false);
     let timeout_ms = opt_positive(f, "timeout_ms")?
@@ -252,9 +282,9 @@ pub(crate) async fn bash(
         .clamp(1, limits.max_timeout_ms.max(1));
     let command = match f.get("command") {
         None | Some(Value::Null) if restart => {
-            return Ok(ToolOutput::ok(
+            return Ok(Err(ToolOutput::ok(
                 "the shell was restarted (every command runs in a fresh shell anyway)",
-            ))
+            )))
         }
         Some(Value::String(c)) if !c.trim().is_empty() => c.as_str(),
         Some(Value::String(_)) => return Err("input.command: must not be empty".into()),
@@ -264,10 +294,45 @@ pub(crate) async fn bash(
     if !exec_id.is_empty() {
         req["id"] = json!(exec_id);
     }
+    Ok(Ok((req, timeout_ms)))
+}
+
+pub(crate) async fn bash(
+    worker: &WorkerClient,
+    input: &Value,
+    limits: &ToolLimits,
+    exec_id: &str,
+) -> Result<ToolOutput, String> {
+    let (req, timeout_ms) = match bash_request(input, limits, exec_id)? {
+        Ok(r) => r,
+        Err(done) => return Ok(done),
+    };
     let run = run_exec(worker, &req, limits.max_output_bytes, timeout_ms)
         .await
         .map_err(|e| e.describe())?;
-    let mut content = render_streams(&run, limits.max_output_bytes);
+    Ok(bash_outcome(&run, timeout_ms, limits))
+}
+
+/// A bash call started before (by an orchestrator that restarted since), read again
+/// from the worker: `Ok(None)` when the worker knows no such exec.
+pub(crate) async fn resume_bash(
+    worker: &WorkerClient,
+    input: &Value,
+    limits: &ToolLimits,
+    exec_id: &str,
+) -> Result<Option<ToolOutput>, String> {
+    let timeout_ms = match bash_request(input, limits, exec_id)? {
+        Ok((_, t)) => t,
+        Err(done) => return Ok(Some(done)),
+    };
+    let run = reattach_exec(worker, exec_id, limits.max_output_bytes, timeout_ms)
+        .await
+        .map_err(|e| e.describe())?;
+    Ok(run.map(|run| bash_outcome(&run, timeout_ms, limits)))
+}
+
+fn bash_outcome(run: &ExecRun, timeout_ms: u64, limits: &ToolLimits) -> ToolOutput {
+    let mut content = render_streams(run, limits.max_output_bytes);
     if content.is_empty() {
         content.push_str("(no output)\n");
     }
@@ -301,7 +366,7 @@ pub(crate) async fn bash(
             true
         }
     };
-    Ok(ToolOutput { content, is_error })
+    ToolOutput { content, is_error }
 }
 
 // ---------------------------------------------------------------- grep
@@ -321,6 +386,8 @@ pub(crate) async fn grep(
     let mut req = json!({
         "argv": ["grep", "-rnE", "--binary-files=without-match", "-e", pattern, "--", path],
         "timeout_ms": limits.default_timeout_ms,
+        // Quick and harmless to run again: it need not outlive its caller.
+        "kill_on_disconnect": true,
     });
     if !exec_id.is_empty() {
         req["id"] = json!(exec_id);
@@ -435,6 +502,7 @@ pub(crate) async fn web_fetch(
             "-w", "\n[HTTP %{http_code}]", "--", url
         ],
         "timeout_ms": FETCH_TIMEOUT_MS,
+        "kill_on_disconnect": true,
     });
     if !exec_id.is_empty() {
         req["id"] = json!(exec_id);

@@ -308,6 +308,46 @@ pub async fn run_tool(
     }
 }
 
+/// What became of a tool call started before a restart, asked again of the runner.
+pub enum Resumed {
+    /// Its real outcome (a bash call's exec, re-read from the worker).
+    Done(ToolOutput),
+    /// It may run again with no harm (reads, searches, a write of the same content).
+    Rerun,
+    /// Nobody can tell: the worker knows no such exec, or the call is not one to repeat.
+    Unknown,
+}
+
+/// Finds out what became of a call that was started (its exec id `exec_id`) by an
+/// orchestrator that stopped before it had the result.
+pub async fn resume_tool(
+    worker: &WorkerClient,
+    tool: &AvailableTool,
+    input: &Value,
+    limits: &ToolLimits,
+    exec_id: &str,
+) -> Resumed {
+    match tool.kind {
+        ToolKind::Builtin(BuiltinTool::Bash) => {
+            match exec::resume_bash(worker, input, limits, exec_id).await {
+                Ok(Some(out)) => Resumed::Done(out),
+                Ok(None) => Resumed::Unknown,
+                Err(e) => Resumed::Done(ToolOutput::error(e)),
+            }
+        }
+        ToolKind::Builtin(
+            BuiltinTool::Read
+            | BuiltinTool::Glob
+            | BuiltinTool::Grep
+            | BuiltinTool::WebFetch
+            | BuiltinTool::Write,
+        ) => Resumed::Rerun,
+        ToolKind::Builtin(BuiltinTool::Edit | BuiltinTool::WebSearch) | ToolKind::Custom => {
+            Resumed::Unknown
+        }
+    }
+}
+
 async fn run(
     worker: &WorkerClient,
     builtin: BuiltinTool,

@@ -257,6 +257,14 @@ pub enum ServerEvent {
     SpanModelRequestStart {},
     #[serde(rename = "span.model_request_end")]
     SpanModelRequestEnd(ModelRequestEnd),
+    /// Paddock's: a built-in tool call is about to be sent to the runner (written
+    /// before it is, so that a restarted orchestrator knows whether to look for it).
+    #[serde(rename = "span.tool_execution_start")]
+    SpanToolExecutionStart {
+        tool_use_id: String,
+        runner_id: String,
+        exec_id: String,
+    },
     #[serde(rename = "runner.state_changed")]
     RunnerStateChanged {
         runner_id: String,
@@ -324,6 +332,7 @@ pub mod kind {
     pub const SESSION_DELETED: &str = "session.deleted";
     pub const SPAN_MODEL_REQUEST_START: &str = "span.model_request_start";
     pub const SPAN_MODEL_REQUEST_END: &str = "span.model_request_end";
+    pub const SPAN_TOOL_EXECUTION_START: &str = "span.tool_execution_start";
     pub const RUNNER_STATE_CHANGED: &str = "runner.state_changed";
     pub const RUNNER_CLAIMED: &str = "runner.claimed";
     pub const RUNNER_SNAPSHOT_CREATED: &str = "runner.snapshot_created";
@@ -391,6 +400,7 @@ impl ServerEvent {
             SessionDeleted {} => kind::SESSION_DELETED,
             SpanModelRequestStart {} => kind::SPAN_MODEL_REQUEST_START,
             SpanModelRequestEnd(_) => kind::SPAN_MODEL_REQUEST_END,
+            SpanToolExecutionStart { .. } => kind::SPAN_TOOL_EXECUTION_START,
             RunnerStateChanged { .. } => kind::RUNNER_STATE_CHANGED,
             RunnerClaimed { .. } => kind::RUNNER_CLAIMED,
             RunnerSnapshotCreated { .. } => kind::RUNNER_SNAPSHOT_CREATED,
@@ -481,6 +491,7 @@ mod tests {
             json!({"type": "session.deleted"}),
             json!({"type": "span.model_request_start"}),
             json!({"type": "span.model_request_end", "model_request_start_id": "evt_5", "model_usage": {"input_tokens": 1, "output_tokens": 2, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}, "is_error": false, "model": "p/m", "cost": {"amount": "1", "currency": "USD"}}),
+            json!({"type": "span.tool_execution_start", "tool_use_id": "evt_1", "runner_id": "run_1", "exec_id": "tool-evt_1"}),
             json!({"type": "runner.state_changed", "runner_id": "run_1", "from": null, "to": "creating", "reason": null}),
             json!({"type": "runner.claimed", "runner_id": "run_1", "session_id": "sesn_1", "from_pool": "box"}),
             json!({"type": "runner.snapshot_created", "runner_id": "run_1", "snapshot_id": "snap_1", "size_bytes": 10}),

@@ -20,6 +20,7 @@ use paddock_core::event::{
     StopReason, ToolUse,
 };
 use paddock_core::id;
+use paddock_core::lifecycle::RunnerState;
 use paddock_core::runner::NetworkPolicy;
 use paddock_core::session::Session;
 use paddock_core::ts;
@@ -55,44 +56,25 @@ impl Harness for Builtin {
         &self,
         cx: &Ctx,
         session: &Session,
-        view: &View,
+        _view: &View,
         turn: &Turn,
     ) -> ApiResult<Option<Progress>> {
-        let sid = session.id.as_str();
-        if turn.open_call.is_some() && cx.before_restart(turn.open_call_at) {
-            // The orchestrator stopped during a model call: its answer is lost.
-            let error = SessionError::new(
-                SessionErrorType::ModelRequestFailed,
-                "Paddock restarted during a model request; the turn was ended. Send a message to go on.",
-                RetryStatus::Exhausted,
-            );
-            cx.end_turn(
-                sid,
-                view,
-                StopReason::RetriesExhausted,
-                "Paddock restarted before this tool ran",
-                vec![ServerEvent::error(error)],
+        if let (Some(start), true) = (&turn.open_call, cx.before_restart(turn.open_call_at)) {
+            // The orchestrator stopped during a model call: its answer is lost. Close
+            // its span as failed (its usage is unknown); the call is made again, once,
+            // by the next step (as a new, metered call, held to the budget first).
+            tracing::info!(session_id = %session.id, "repeating a model call cut off by a restart");
+            cx.emit_one(
+                &session.id,
+                ServerEvent::SpanModelRequestEnd(paddock_core::event::ModelRequestEnd {
+                    model_request_start_id: start.clone(),
+                    model_usage: ModelUsage::default(),
+                    is_error: true,
+                    model: None,
+                    cost: None,
+                }),
             )
             .await?;
-            return Ok(Some(Progress::Continue));
-        }
-        // Cleared to run before a restart, and still without a result: whether these
-        // ran is unknown. Say so, and let the model decide.
-        let lost: Vec<NewEvent> = turn
-            .pending
-            .iter()
-            .filter(|p| p.may_run() && cx.before_restart(p.cleared_at))
-            .map(|p| {
-                ServerEvent::tool_result(
-                    &p.id,
-                    "Paddock restarted while this tool call was pending or running; it may not have completed. Check the workspace before retrying.",
-                    true,
-                )
-                .into()
-            })
-            .collect();
-        if !lost.is_empty() {
-            cx.emit_events(sid, lost).await?;
             return Ok(Some(Progress::Continue));
         }
         Ok(None)
@@ -122,6 +104,23 @@ impl Harness for Builtin {
                 Raced::Done(o) => o,
                 Raced::Interrupted => return Ok(Progress::Continue),
             };
+            if p.started.is_some() && output.is_none() {
+                // Started by an orchestrator that stopped since, and the runner cannot
+                // say how it ended.
+                cx.emit_one(
+                    sid,
+                    ServerEvent::tool_result(
+                        &p.id,
+                        "Paddock restarted while this tool call was running, and its runner no longer knows it: it may not have completed. Check the workspace before retrying.",
+                        true,
+                    ),
+                )
+                .await?;
+                return Ok(Progress::Continue);
+            }
+            let Some(output) = output else {
+                return Ok(Progress::Continue);
+            };
             cx.emit_one(
                 sid,
                 ServerEvent::tool_result(&p.id, output.content, output.is_error),
@@ -129,7 +128,7 @@ impl Harness for Builtin {
             .await?;
             return Ok(Progress::Continue);
         }
-        if turn.model_calls == 0 || turn.last_call_used_tools {
+        if turn.model_calls == 0 || turn.last_call_used_tools || turn.last_call_failed {
             let turn_secs = turn
                 .started_at
                 .map(|t| (ts::now() - t).as_seconds_f64().max(0.0))
@@ -222,6 +221,10 @@ impl Builtin {
     ) -> ApiResult<Progress> {
         let sid = session.id.as_str();
         let available = self.available(cx, session).await;
+        // A drain lets this call finish (its answer is written before the exit).
+        c.in_model_call
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let _streaming = InModelCall(c);
         let start = cx
             .emit_one(sid, ServerEvent::SpanModelRequestStart {})
             .await?;
@@ -397,13 +400,17 @@ impl Builtin {
         .await
     }
 
+    /// Runs a cleared tool call once: the start is written to the log before the call
+    /// goes to the runner. A call already started (by an orchestrator that restarted
+    /// since) is asked of its runner again instead: its real outcome, or `None` when
+    /// the runner cannot say.
     async fn run_tool(
         &self,
         cx: &Ctx,
         session: &Session,
         p: &Pending,
         irx: &mut watch::Receiver<u64>,
-    ) -> ApiResult<Raced<tools::ToolOutput>> {
+    ) -> ApiResult<Raced<Option<tools::ToolOutput>>> {
         let available = self.available(cx, session).await;
         let (tool, spec) = match tools::find(&available, &p.name) {
             Some(
@@ -413,33 +420,70 @@ impl Builtin {
                 },
             ) => (*b, t.clone()),
             _ => {
-                return Ok(Raced::Done(tools::ToolOutput {
+                return Ok(Raced::Done(Some(tools::ToolOutput {
                     content: format!("The tool {:?} is not available to this agent.", p.name),
                     is_error: true,
-                }))
+                })))
             }
         };
         let fresh = cx.store.get_session(&session.id).await?;
+        if let Some((started_on, exec_id)) = &p.started {
+            let same_runner = fresh.runner_id.as_deref() == Some(started_on.as_str());
+            let running = match cx.store.get_runner(started_on).await {
+                Ok(r) => r.state == RunnerState::Running,
+                Err(_) => false,
+            };
+            if !(same_runner && running) {
+                return Ok(Raced::Done(None));
+            }
+            let Ok(worker) = cx.manager.worker(started_on).await else {
+                return Ok(Raced::Done(None));
+            };
+            tracing::info!(session_id = %session.id, exec_id = %exec_id, "resuming a tool call started before a restart");
+            let resumed = tokio::select! {
+                r = tools::resume_tool(&worker, &spec, &p.input, &self.limits, exec_id) => r,
+                _ = irx.changed() => {
+                    let _ = worker
+                        .json(axum::http::Method::POST, "/cancel", Some(&json!({"id": exec_id})))
+                        .await;
+                    return Ok(Raced::Interrupted);
+                }
+            };
+            match resumed {
+                tools::Resumed::Done(out) => return Ok(Raced::Done(Some(out))),
+                tools::Resumed::Unknown => return Ok(Raced::Done(None)),
+                tools::Resumed::Rerun => {}
+            }
+        }
         let (worker, rid) = tokio::select! {
             w = cx.worker_for(&fresh) => match w {
                 Ok(w) => w,
                 Err(why) => {
-                    return Ok(Raced::Done(tools::ToolOutput {
+                    return Ok(Raced::Done(Some(tools::ToolOutput {
                         content: format!("The sandbox is not available: {why}"),
                         is_error: true,
-                    }))
+                    })))
                 }
             },
             _ = irx.changed() => return Ok(Raced::Interrupted),
         };
         cx.manager.touch(&rid).await;
         let exec_id = format!("tool-{}", p.id);
+        cx.emit_one(
+            &session.id,
+            ServerEvent::SpanToolExecutionStart {
+                tool_use_id: p.id.clone(),
+                runner_id: rid.clone(),
+                exec_id: exec_id.clone(),
+            },
+        )
+        .await?;
         let started = Instant::now();
         let out = tokio::select! {
             o = tools::run_tool(&worker, &spec, &p.input, &self.limits, &exec_id) => o,
             _ = irx.changed() => {
                 if tool == BuiltinTool::Bash {
-                    // Dropping the stream already kills it; say so explicitly too.
+                    // The exec outlives its stream: stop it.
                     let _ = worker
                         .json(
                             axum::http::Method::POST,
@@ -457,7 +501,18 @@ impl Builtin {
                 cx.metrics.record_exec(&r.backend, started.elapsed());
             }
         }
-        Ok(Raced::Done(out))
+        Ok(Raced::Done(Some(out)))
+    }
+}
+
+/// Clears `Control::in_model_call` when the model call's step is over.
+struct InModelCall<'a>(&'a Control);
+
+impl Drop for InModelCall<'_> {
+    fn drop(&mut self) {
+        self.0
+            .in_model_call
+            .store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

@@ -47,6 +47,8 @@ use view::View;
 /// Wakes a session's driver: new input, or an interrupt.
 #[derive(Default)]
 pub(crate) struct Control {
+    /// A model call is streaming (a drain lets it finish).
+    pub(crate) in_model_call: AtomicBool,
     dirty: AtomicBool,
     wake: Notify,
     interrupts: watch::Sender<u64>,
@@ -61,6 +63,8 @@ pub struct AgentRuntime {
     acp: Arc<acp::Acp>,
     drivers: Mutex<HashMap<String, Arc<Control>>>,
     shutdown: watch::Receiver<bool>,
+    /// A drain began: drivers start no new step.
+    draining: AtomicBool,
 }
 
 pub struct RuntimeDeps {
@@ -113,6 +117,7 @@ impl AgentRuntime {
                 acp,
                 drivers: Mutex::new(HashMap::new()),
                 shutdown: d.shutdown,
+                draining: AtomicBool::new(false),
             }
         }))
     }
@@ -181,9 +186,45 @@ impl AgentRuntime {
         }
     }
 
+    /// Starts no new step, and waits (at most `grace`) until no model call streams.
+    /// Steps that run tools are left to the shutdown: the commands go on in their
+    /// runners and are picked up again after the restart.
+    pub async fn drain(&self, grace: std::time::Duration) {
+        self.draining.store(true, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let busy = self
+                .drivers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .filter(|c| c.in_model_call.load(Ordering::SeqCst))
+                .count();
+            if busy == 0 {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::info!(
+                    model_calls = busy,
+                    "drain grace over: leaving model calls to the restart"
+                );
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     async fn drive(self: Arc<Self>, sid: String, c: Arc<Control>) {
         let mut shutdown = self.shutdown.clone();
         loop {
+            if self.draining.load(Ordering::SeqCst) {
+                // The orchestrator is stopping: the step is taken after the restart.
+                self.drivers
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&sid);
+                return;
+            }
             c.dirty.store(false, Ordering::SeqCst);
             let progressed = tokio::select! {
                 r = self.step(&sid, &c) => r,

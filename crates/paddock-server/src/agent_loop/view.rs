@@ -32,6 +32,8 @@ pub struct Pending {
     pub answer: Option<(bool, Option<String>)>,
     /// When it was cleared to run (its use, or the confirmation that allowed it).
     pub cleared_at: Option<Timestamp>,
+    /// Sent to a runner: that runner and the exec id it runs under.
+    pub started: Option<(String, String)>,
 }
 
 impl Pending {
@@ -59,6 +61,9 @@ pub struct Turn {
     pub open_call_at: Option<Timestamp>,
     /// Whether the latest model call asked for tools.
     pub last_call_used_tools: bool,
+    /// Whether the latest model call ended in error (one a restart cut short: the turn
+    /// is still open).
+    pub last_call_failed: bool,
     pub pending: Vec<Pending>,
     /// The last status is `idle` with `requires_action` for these tool uses.
     pub waiting_on: Option<Vec<String>>,
@@ -142,11 +147,24 @@ impl View {
                     t.open_call_at = Some(e.processed_at);
                     t.model_calls += 1;
                     t.last_call_used_tools = false;
+                    t.last_call_failed = false;
                 }
             }
-            ServerEvent::SpanModelRequestEnd(_) => {
+            ServerEvent::SpanModelRequestEnd(end) => {
                 if let Some(t) = self.turn.as_mut() {
                     t.open_call = None;
+                    t.last_call_failed = end.is_error;
+                }
+            }
+            ServerEvent::SpanToolExecutionStart {
+                tool_use_id,
+                runner_id,
+                exec_id,
+            } => {
+                if let Some(t) = self.turn.as_mut() {
+                    if let Some(p) = t.pending.iter_mut().find(|p| p.id == tool_use_id) {
+                        p.started = Some((runner_id, exec_id));
+                    }
                 }
             }
             ServerEvent::AgentMessage { content } => {
@@ -235,6 +253,7 @@ impl View {
                 custom,
                 permission,
                 answer: None,
+                started: None,
             });
         }
     }

@@ -5,7 +5,16 @@ use serde_json::json;
 
 use crate::{AppState, OPENAPI};
 
-pub async fn healthz() -> Response {
+/// `{"status": "ok"}`, or `503 {"status": "draining"}` once a SIGTERM arrived (so that
+/// a load balancer sends new work elsewhere).
+pub async fn healthz(State(s): State<AppState>) -> Response {
+    if s.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "draining"})),
+        )
+            .into_response();
+    }
     axum::Json(json!({"status": "ok"})).into_response()
 }
 

@@ -244,19 +244,22 @@ async fn forward(
 }
 
 /// `POST /v1/runners/{id}/exec`: the worker's NDJSON stream, as it is produced.
+/// A command run through the API ends when its caller goes away (a CLI's Ctrl-C), unless
+/// the body says `"kill_on_disconnect": false`.
 pub async fn exec(State(s): State<AppState>, Id(id): Id, Body(body): Body) -> ApiResult<Response> {
     // Refuse what is not a JSON object here, with the API's own error shape.
-    let v: Value = paddock_core::common::parse_json(&body)?;
-    if !v.is_object() {
+    let mut v: Value = paddock_core::common::parse_json(&body)?;
+    let Some(obj) = v.as_object_mut() else {
         return Err(ServerError::invalid("body", "expected a JSON object"));
-    }
+    };
+    obj.entry("kill_on_disconnect").or_insert(Value::Bool(true));
     forward(
         &s,
         &id,
         Method::POST,
         "/exec",
         None,
-        body,
+        Bytes::from(v.to_string()),
         Some("application/json"),
     )
     .await

@@ -352,6 +352,17 @@ impl Client {
     }
 
     /// Runs an exec to completion and returns every record.
+    /// A GET whose answer is NDJSON records, read to its end.
+    pub fn get_ndjson(&self, target: &str) -> Vec<Value> {
+        let r = self.get(target);
+        assert_eq!(r.status, 200, "{target}: {}", r.text());
+        r.text()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).expect("a JSON record"))
+            .collect()
+    }
+
     pub fn exec(&self, body: &Value) -> Vec<Value> {
         let records = self.exec_stream(body).rest();
         assert_eq!(
