@@ -540,12 +540,12 @@ mod tests {
             assert_eq!(adapter_spec(a).is_some(), a != AcpAdapter::Custom, "{a:?}");
         }
         for row in ADAPTERS {
-            assert!(
-                row.command[0].starts_with(AGENTS_PREFIX),
-                "{:?}",
-                row.adapter
-            );
-            assert!(!row.version.is_empty());
+            // It runs from the agents' prefix (directly, or through a variable).
+            let from_prefix = row.command.iter().any(|a| a.starts_with(AGENTS_PREFIX))
+                || row.env.iter().any(|(_, v)| v.starts_with(AGENTS_PREFIX));
+            assert!(from_prefix, "{:?}", row.adapter);
+            assert!(!row.version.is_empty() && !row.wires.is_empty(), "{:?}", row.adapter);
+            assert_eq!(row.runbook, AGENTS_RUNBOOK);
         }
     }
 }
