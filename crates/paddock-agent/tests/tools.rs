@@ -539,7 +539,10 @@ async fn a_dropped_call_leaves_the_command_running_and_its_outcome_is_picked_up(
     match resume_tool(&w.client, &bash, &input, &limits, "drop-me").await {
         Resumed::Done(out) => {
             assert!(!out.is_error, "{out:?}");
-            assert!(out.content.contains("finished") && out.content.contains("[exit code 0]"), "{out:?}");
+            assert!(
+                out.content.contains("finished") && out.content.contains("[exit code 0]"),
+                "{out:?}"
+            );
         }
         _ => panic!("the worker knows the exec"),
     }

@@ -120,7 +120,11 @@ max_retries = 0
     }
 
     fn events(&self, sid: &str) -> Vec<Value> {
-        self.ok("GET", &format!("/v1/sessions/{sid}/events?limit=1000"), None)["data"]
+        self.ok(
+            "GET",
+            &format!("/v1/sessions/{sid}/events?limit=1000"),
+            None,
+        )["data"]
             .as_array()
             .cloned()
             .unwrap_or_default()
@@ -203,22 +207,42 @@ fn trial(rig: &mut Rig, agent: &str, env: &str, n: u64, kill: bool, delay: Durat
         }) {
             break evs;
         }
-        assert!(Instant::now() < deadline, "trial {n}: the turn did not end: {evs:#?}");
+        assert!(
+            Instant::now() < deadline,
+            "trial {n}: the turn did not end: {evs:#?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
-    let what = format!("trial {n} ({}, after {delay:?})", if kill { "SIGKILL" } else { "SIGTERM" });
-    let idle: Vec<&Value> = evs.iter().filter(|e| e["type"] == "session.status_idle").collect();
+    let what = format!(
+        "trial {n} ({}, after {delay:?})",
+        if kill { "SIGKILL" } else { "SIGTERM" }
+    );
+    let idle: Vec<&Value> = evs
+        .iter()
+        .filter(|e| e["type"] == "session.status_idle")
+        .collect();
     assert_eq!(idle.len(), 1, "{what}: {evs:#?}");
-    assert_eq!(idle[0]["stop_reason"]["type"], "end_turn", "{what}: {evs:#?}");
+    assert_eq!(
+        idle[0]["stop_reason"]["type"], "end_turn",
+        "{what}: {evs:#?}"
+    );
     let last_text = evs
         .iter()
         .rev()
         .find(|e| e["type"] == "agent.message")
         .map(|e| e["content"][0]["text"].as_str().unwrap_or("").to_string());
-    assert_eq!(last_text.as_deref(), Some(format!("done {n}").as_str()), "{what}: {evs:#?}");
-    let ids: std::collections::HashSet<&str> = evs.iter().filter_map(|e| e["id"].as_str()).collect();
+    assert_eq!(
+        last_text.as_deref(),
+        Some(format!("done {n}").as_str()),
+        "{what}: {evs:#?}"
+    );
+    let ids: std::collections::HashSet<&str> =
+        evs.iter().filter_map(|e| e["id"].as_str()).collect();
     assert_eq!(ids.len(), evs.len(), "{what}: an event twice");
-    let results: Vec<&Value> = evs.iter().filter(|e| e["type"] == "agent.tool_result").collect();
+    let results: Vec<&Value> = evs
+        .iter()
+        .filter(|e| e["type"] == "agent.tool_result")
+        .collect();
     assert_eq!(results.len(), 1, "{what}: {evs:#?}");
     assert_eq!(results[0]["is_error"], false, "{what}: {evs:#?}");
     let (mut input, mut output) = (0u64, 0u64);
@@ -228,13 +252,24 @@ fn trial(rig: &mut Rig, agent: &str, env: &str, n: u64, kill: bool, delay: Durat
     }
     let s = rig.ok("GET", &format!("/v1/sessions/{sid}"), None);
     assert_eq!(
-        (s["usage"]["input_tokens"].as_u64(), s["usage"]["output_tokens"].as_u64()),
+        (
+            s["usage"]["input_tokens"].as_u64(),
+            s["usage"]["output_tokens"].as_u64()
+        ),
         (Some(input), Some(output)),
         "{what}: usage is the sum of the spans"
     );
     let rid = s["runner_id"].as_str().expect("runner").to_string();
-    let (_, ran) = http("GET", &format!("{}/v1/runners/{rid}/files/read?path=ran.txt", rig.url()), None);
-    assert_eq!(ran.as_str(), Some("ran\n"), "{what}: the command ran exactly once");
+    let (_, ran) = http(
+        "GET",
+        &format!("{}/v1/runners/{rid}/files/read?path=ran.txt", rig.url()),
+        None,
+    );
+    assert_eq!(
+        ran.as_str(),
+        Some("ran\n"),
+        "{what}: the command ran exactly once"
+    );
     let _ = http("DELETE", &format!("{}/v1/runners/{rid}", rig.url()), None);
 }
 
@@ -257,7 +292,11 @@ fn chaos(backend: &str) {
         .as_str()
         .expect("agent")
         .to_string();
-    let env = rig.ok("POST", "/v1/environments", Some(json!({"name": "chaos-env"})))["id"]
+    let env = rig.ok(
+        "POST",
+        "/v1/environments",
+        Some(json!({"name": "chaos-env"})),
+    )["id"]
         .as_str()
         .expect("env")
         .to_string();
@@ -267,7 +306,9 @@ fn chaos(backend: &str) {
     'outer: for round in 0..trials {
         for (i, kill) in [true, false].into_iter().enumerate() {
             if started.elapsed() > budget {
-                println!("chaos [{backend}]: the time budget of {budget:?} ran out after round {round}");
+                println!(
+                    "chaos [{backend}]: the time budget of {budget:?} ran out after round {round}"
+                );
                 break 'outer;
             }
             n += 1;

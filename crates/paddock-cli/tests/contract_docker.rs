@@ -97,6 +97,19 @@ async fn docker_runners_survive_a_new_backend_instance() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_execs_outlive_their_connection() {
+    if !available() {
+        return;
+    }
+    let d = data_dir();
+    let root = d.path().to_path_buf();
+    contract::detached_execs(Arc::new(docker(&root)), move || {
+        Arc::new(docker(&root)) as Arc<dyn Backend>
+    })
+    .await;
+}
+
 /// A test host: a container of the project's own serving HTTP on the default bridge.
 struct TestHost {
     name: String,

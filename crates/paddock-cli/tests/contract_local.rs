@@ -72,6 +72,20 @@ async fn local_runners_survive_a_new_backend_instance() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_execs_outlive_their_connection() {
+    let d = data_dir();
+    let root = d.path().to_path_buf();
+    let b = local(&root, LocalMode::Bwrap);
+    if !bwrap_or_skip(&b) {
+        return;
+    }
+    contract::detached_execs(Arc::new(b), move || {
+        Arc::new(local(&root, LocalMode::Bwrap)) as Arc<dyn Backend>
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_limits_are_enforced_or_reported() {
     let d = data_dir();
     let b = local(d.path(), LocalMode::Bwrap);

@@ -544,7 +544,11 @@ mod tests {
             let from_prefix = row.command.iter().any(|a| a.starts_with(AGENTS_PREFIX))
                 || row.env.iter().any(|(_, v)| v.starts_with(AGENTS_PREFIX));
             assert!(from_prefix, "{:?}", row.adapter);
-            assert!(!row.version.is_empty() && !row.wires.is_empty(), "{:?}", row.adapter);
+            assert!(
+                !row.version.is_empty() && !row.wires.is_empty(),
+                "{:?}",
+                row.adapter
+            );
             assert_eq!(row.runbook, AGENTS_RUNBOOK);
         }
     }

@@ -3,6 +3,7 @@
 //! clear message on the first broken promise.
 
 use bytes::Bytes;
+use futures::StreamExt;
 use http_body_util::BodyExt;
 use hyper::Method;
 use paddock_backend::worker::{ExecOutput, WorkerClient};
@@ -223,6 +224,100 @@ pub async fn adoption(b: Arc<dyn Backend>, fresh: impl Fn() -> Arc<dyn Backend>)
     b2.destroy(&id).await.expect("destroy");
 }
 
+/// Execs outlive their connection and the backend instance that started them: a
+/// fresh instance (a restarted orchestrator) reads a running command's records again
+/// from the start with `GET /exec/{id}` and gets its real outcome. One started with
+/// `kill_on_disconnect` dies with its connection instead.
+pub async fn detached_execs(b: Arc<dyn Backend>, fresh: impl Fn() -> Arc<dyn Backend>) {
+    let spec = spec(NetworkPolicy::None, Limits::default());
+    let id = spec.runner_id.clone();
+    let w = provision(b.as_ref(), &spec).await;
+    let start = |exec: &'static str, script: &'static str, kill: bool| {
+        let w = w.clone();
+        async move {
+            let body = json!({"id": exec, "command": script, "kill_on_disconnect": kill});
+            let resp = w
+                .request(
+                    Method::POST,
+                    "/exec",
+                    Bytes::from(body.to_string()),
+                    Some("application/json"),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("exec {exec}: {e}"));
+            assert_eq!(resp.status().as_u16(), 200, "exec {exec} starts");
+            // The first record (its start) says it runs; then the connection goes.
+            let mut stream = resp.into_body().into_data_stream();
+            let first = stream.next().await;
+            assert!(matches!(first, Some(Ok(_))), "exec {exec} streams a record");
+        }
+    };
+    start(
+        "contract-kept",
+        "echo begun; sleep 1; echo done > kept.txt; echo finished; exit 7",
+        false,
+    )
+    .await;
+    start("contract-killed", "sleep 1; echo ran > killed.txt", true).await;
+    drop(w);
+    drop(b);
+    let b2 = fresh();
+    let w2 = WorkerClient::new(b2.connector(&id));
+    let (code, records) = read_exec(&w2, "contract-kept").await;
+    assert_eq!(
+        code,
+        Some(7),
+        "{}: the exec's real exit code after re-attaching: {records:?}",
+        b2.name()
+    );
+    let stdout: String = records
+        .iter()
+        .filter(|r| r["type"] == "stdout")
+        .map(|r| String::from_utf8_lossy(&paddock_backend::worker::record_bytes(r)).into_owned())
+        .collect();
+    assert_eq!(stdout, "begun\nfinished\n", "every record, from the start");
+    assert_eq!(sh(&w2, "cat kept.txt").await.stdout_text(), "done\n");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let killed = sh(&w2, "cat killed.txt 2>&1; echo rc=$?")
+        .await
+        .stdout_text();
+    assert!(
+        killed.contains("rc=1"),
+        "{}: a kill_on_disconnect exec dies with its connection: {killed}",
+        b2.name()
+    );
+    b2.destroy(&id).await.expect("destroy");
+}
+
+/// `GET /exec/{id}?from=0` to its end: the exit code and every record.
+async fn read_exec(w: &WorkerClient, exec: &str) -> (Option<i64>, Vec<Value>) {
+    let resp = w
+        .request(
+            Method::GET,
+            &format!("/exec/{exec}?from=0"),
+            Bytes::new(),
+            None,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("GET /exec/{exec}: {e}"));
+    assert_eq!(resp.status().as_u16(), 200, "GET /exec/{exec} finds it");
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let records: Vec<Value> = body
+        .split(|b| *b == b'\n')
+        .filter_map(|l| serde_json::from_slice(l).ok())
+        .collect();
+    let code = records
+        .iter()
+        .find(|r| r["type"] == "exit")
+        .and_then(|r| r["code"].as_i64());
+    (code, records)
+}
+
 /// Attacks from inside the sandbox; each must fail.
 pub async fn isolation_attacks(b: &dyn Backend) {
     isolation_attacks_via(b, "127.0.0.1").await
@@ -423,6 +518,7 @@ fn spec_with(network: NetworkPolicy) -> RunnerSpec {
 pub async fn run_all(b: Arc<dyn Backend>, fresh: impl Fn() -> Arc<dyn Backend>) {
     lifecycle(b.as_ref()).await;
     isolation_attacks(b.as_ref()).await;
+    detached_execs(b.clone(), &fresh).await;
     adoption(b, fresh).await;
 }
 

@@ -118,7 +118,22 @@ impl Serve {
 }
 
 impl Drop for Serve {
+    /// Runners outlive `paddock serve` by design (the next start adopts them), so a
+    /// server that is still up destroys its runners before it goes; one that crashed
+    /// (`crash`) leaves them for the test's next server, as in production.
     fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let out = self.cli(&["--json", "runners", "list", "--all", "--limit", "100"]);
+            let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+            let rows = list.get("data").unwrap_or(&list);
+            for r in rows.as_array().into_iter().flatten() {
+                if let (Some(id), Some(state)) = (r["id"].as_str(), r["state"].as_str()) {
+                    if state != "destroyed" {
+                        let _ = self.cli(&["runners", "destroy", id]);
+                    }
+                }
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
