@@ -138,16 +138,23 @@ mod tests {
     use super::*;
     use paddock_core::agent::Tool;
 
-    fn policy(tools: Value) -> Policy {
+    fn policy_on(tools: Value, network: bool) -> Policy {
         let tools: Vec<Tool> = serde_json::from_value(tools).expect("tools");
         let tools = paddock_core::agent::resolve_tools(tools, &[]).expect("resolved");
-        Policy::new(&paddock_agent::tools::available_tools(&tools, false))
+        Policy::new(&paddock_agent::tools::available_tools(&tools, network))
+    }
+
+    fn policy(tools: Value) -> Policy {
+        policy_on(tools, true)
     }
 
     #[test]
     fn calls_are_judged_as_the_builtin_tool_of_their_kind() {
         let all = policy(json!([{"type": "agent_toolset_20260401"}]));
         assert!(all.allows_everything());
+        // Without network, web_fetch is not offered: the agent must ask, and is judged.
+        let offline = policy_on(json!([{"type": "agent_toolset_20260401"}]), false);
+        assert!(!offline.allows_everything());
         let d = all.decide(&ToolKind::Execute, &json!({"command": "rm -rf /"}), &[]);
         assert_eq!(d.permission, EvaluatedPermission::Allow);
 
