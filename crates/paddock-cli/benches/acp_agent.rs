@@ -15,22 +15,19 @@
 //! It only measures: nothing here asserts a timing.
 
 mod common;
-use common::stats;
+use common::{first_delta, post, stats, Serve, KEY};
 
 use futures::StreamExt;
 use paddock_agent::provider::{
     build_provider, ApiKey, Message, ModelRequest, ProviderConfig, ProviderKind, StreamEvent,
 };
 use paddock_testkit::model_server::{ModelServer, Reply, Script, SideRule};
-use serde_json::{json, Value};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use serde_json::json;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const WARM: usize = 15;
 const COLD: usize = 5;
-const KEY_ENV: &str = "PADDOCK_BENCH_MODEL_KEY";
-const KEY: &str = "sk-bench-scripted-0123";
 const MODEL: &str = "claude-sonnet-4-5";
 const AGENTS: &str = "/var/cache/paddock-images/agents";
 const CHUNKS: usize = 20;
@@ -40,95 +37,6 @@ fn reply() -> Reply {
     Reply::text((0..CHUNKS).map(|i| format!("token{i} ")))
         .delays(Duration::ZERO, CHUNK_GAP)
         .usage(10, CHUNKS as u64, 0, 0)
-}
-
-struct Serve {
-    child: Child,
-    url: String,
-    log: std::path::PathBuf,
-}
-
-impl Serve {
-    fn start(dir: &std::path::Path, models: &ModelServer, agents: &str) -> Serve {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let config = dir.join("paddock.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"
-default_profile = "agents"
-
-[rate_limit]
-per_second = 0.0
-
-[profiles.agents]
-backend = "local"
-runbook = "agents"
-memory_mb = 4096
-pids = 1024
-
-[local]
-agents_dir = "{agents}"
-
-[[agent.providers]]
-name = "scripted"
-kind = "anthropic"
-base_url = "{base}"
-api_key_env = "{KEY_ENV}"
-max_retries = 0
-"#,
-                base = models.anthropic_base_url()
-            ),
-        )
-        .expect("config");
-        let data = dir.join("data");
-        std::fs::create_dir_all(&data).expect("data dir");
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        let log = dir.join("serve.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_paddock"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--config")
-            .arg(&config)
-            .env("PADDOCK_LOG_LEVEL", "warn")
-            .env("PADDOCK_LOG_FORMAT", "json")
-            .env(KEY_ENV, KEY)
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(&log).expect("log file")))
-            .spawn()
-            .expect("paddock serve starts");
-        let serve = Serve {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "paddock serve did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        serve
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn post(http: &reqwest::Client, url: String, body: Value) -> Value {
-    let resp = http.post(&url).json(&body).send().await.expect("POST");
-    let status = resp.status();
-    let v: Value = resp.json().await.expect("JSON body");
-    assert!(status.is_success(), "POST {url}: {status} {v}");
-    v
 }
 
 async fn direct(models: &ModelServer) -> Duration {
@@ -165,33 +73,7 @@ async fn turn(http: &reqwest::Client, url: &str, sid: &str) -> Duration {
         .send()
         .await
         .expect("stream opens");
-    let mut body = resp.bytes_stream();
-    let reader = tokio::spawn(async move {
-        let mut buf = String::new();
-        let mut first: Option<Instant> = None;
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.expect("chunk");
-            let now = Instant::now();
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buf.find("\n\n") {
-                let frame: String = buf.drain(..end + 2).collect();
-                let event = frame
-                    .lines()
-                    .find_map(|l| l.strip_prefix("event:"))
-                    .map(str::trim)
-                    .unwrap_or("");
-                match event {
-                    "event_delta" => {
-                        first.get_or_insert(now);
-                    }
-                    "session.error" => panic!("the turn failed: {frame}"),
-                    "session.status_idle" => return first,
-                    _ => {}
-                }
-            }
-        }
-        panic!("the stream ended before the turn did");
-    });
+    let reader = first_delta(resp);
     let t = Instant::now();
     post(
         http,
@@ -252,7 +134,24 @@ async fn main() {
     let bare = bare_node(&agents);
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let serve = Serve::start(dir.path(), &models, &agents);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let config = dir.path().join("paddock.toml");
+    let head = format!(
+        r#"default_profile = "agents"
+
+[profiles.agents]
+backend = "local"
+runbook = "agents"
+memory_mb = 4096
+pids = 1024
+
+[local]
+agents_dir = "{agents}"
+"#
+    );
+    std::fs::write(&config, common::config(&models, &head)).expect("config");
+    let serve = Serve::start(&dir.path().join("data"), &config, common::free_port());
     let http = reqwest::Client::new();
     let agent = post(
         &http,
@@ -314,5 +213,4 @@ async fn main() {
             .send()
             .await;
     }
-    let _ = serve.log.exists();
 }

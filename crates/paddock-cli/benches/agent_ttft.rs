@@ -15,16 +15,14 @@
 //! (small writes held back by Nagle's algorithm on a socket without `TCP_NODELAY`).
 
 mod common;
-use common::stats;
+use common::{first_delta, post, stats, Serve, KEY};
 
 use futures::StreamExt;
 use paddock_agent::provider::{
     build_provider, ApiKey, Message, ModelRequest, ProviderConfig, ProviderKind, StreamEvent,
 };
 use paddock_testkit::model_server::{ModelServer, Reply, Script};
-use serde_json::{json, Value};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use serde_json::json;
 use std::time::{Duration, Instant};
 
 /// Samples per path, after `WARMUP` unrecorded ones (first connections, lazy setup).
@@ -36,8 +34,6 @@ const WARMUP: usize = 3;
 /// which are best-effort: it then drops them as late and there is no first delta to time.
 const CHUNKS: usize = 20;
 const CHUNK_GAP: Duration = Duration::from_millis(10);
-const KEY_ENV: &str = "PADDOCK_BENCH_MODEL_KEY";
-const KEY: &str = "sk-bench-scripted-0123";
 const MODEL: &str = "bench-model";
 const TURN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -46,91 +42,6 @@ fn reply() -> Reply {
     Reply::text((0..CHUNKS).map(|i| format!("token{i} ")))
         .delays(Duration::ZERO, CHUNK_GAP)
         .usage(10, CHUNKS as u64, 0, 0)
-}
-
-/// A `paddock serve` process, killed when dropped.
-struct Serve {
-    child: Child,
-    url: String,
-    log: std::path::PathBuf,
-}
-
-impl Serve {
-    fn start(dir: &std::path::Path, models: &ModelServer) -> Serve {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let config = dir.join("paddock.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"
-[rate_limit]
-per_second = 0.0
-
-[[agent.providers]]
-name = "scripted"
-kind = "anthropic"
-base_url = "{base}"
-api_key_env = "{KEY_ENV}"
-max_retries = 0
-"#,
-                base = models.anthropic_base_url()
-            ),
-        )
-        .expect("config");
-        let log = dir.join("serve.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_paddock"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .arg("--config")
-            .arg(&config)
-            .env("PADDOCK_LOG_LEVEL", "warn")
-            .env("PADDOCK_LOG_FORMAT", "json")
-            .env(KEY_ENV, KEY)
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(&log).expect("log file")))
-            .spawn()
-            .expect("paddock serve starts");
-        let mut serve = Serve {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = serve.child.try_wait() {
-                panic!("paddock serve exited ({status}):\n{}", serve.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "paddock serve did not listen within 20 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        serve
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn post(http: &reqwest::Client, url: String, body: Value) -> Value {
-    let resp = http.post(&url).json(&body).send().await.expect("POST");
-    let status = resp.status();
-    let v: Value = resp.json().await.expect("JSON body");
-    assert!(status.is_success(), "POST {url}: {status} {v}");
-    v
 }
 
 /// (a) The provider client straight at the scripted server: time to the first text delta.
@@ -224,35 +135,7 @@ async fn through_paddock(
             .send()
             .await
             .expect("stream opens");
-        assert_eq!(resp.status().as_u16(), 200, "stream status");
-        let mut body = resp.bytes_stream();
-        // The reader stamps frames as they arrive, concurrently with the POST below.
-        let reader = tokio::spawn(async move {
-            let mut buf = String::new();
-            let mut first_delta: Option<Instant> = None;
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.expect("stream chunk");
-                let now = Instant::now();
-                buf.push_str(&String::from_utf8_lossy(&chunk));
-                while let Some(end) = buf.find("\n\n") {
-                    let frame: String = buf.drain(..end + 2).collect();
-                    let event = frame
-                        .lines()
-                        .find_map(|l| l.strip_prefix("event:"))
-                        .map(str::trim)
-                        .unwrap_or("");
-                    match event {
-                        "event_delta" => {
-                            first_delta.get_or_insert(now);
-                        }
-                        "session.error" => panic!("the turn failed: {frame}"),
-                        "session.status_idle" => return first_delta,
-                        _ => {}
-                    }
-                }
-            }
-            panic!("the stream ended before the turn did");
-        });
+        let reader = first_delta(resp);
         let t = Instant::now();
         post(
             &http,
@@ -293,7 +176,9 @@ async fn main() {
     let base = direct(&models).await;
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let serve = Serve::start(dir.path(), &models);
+    let config = dir.path().join("paddock.toml");
+    std::fs::write(&config, common::config(&models, "")).expect("config");
+    let serve = Serve::start(&dir.path().join("data"), &config, common::free_port());
     let pooled = through_paddock(&models, &serve, StreamConn::Pooled).await;
     let fresh = through_paddock(&models, &serve, StreamConn::Fresh).await;
     let model_calls = models.request_count();

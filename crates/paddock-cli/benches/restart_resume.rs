@@ -14,75 +14,15 @@
 //! It only measures: nothing here asserts a timing.
 
 mod common;
-use common::stats;
+use common::{call, stats, Serve};
 
 use paddock_testkit::model_server::{ModelServer, Reply, Script};
 use serde_json::{json, Value};
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const SAMPLES: usize = 10;
-const KEY_ENV: &str = "PADDOCK_BENCH_MODEL_KEY";
-
-struct Serve {
-    child: Child,
-    url: String,
-    spawned: Instant,
-    listening: Duration,
-}
-
-fn serve(dir: &std::path::Path, config: &std::path::Path, port: u16) -> Serve {
-    let spawned = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_paddock"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(dir)
-        .arg("--config")
-        .arg(config)
-        .env("PADDOCK_LOG_LEVEL", "warn")
-        .env(KEY_ENV, "sk-bench")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("paddock serve starts");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "paddock serve did not listen");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    Serve {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-        spawned,
-        listening: spawned.elapsed(),
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-async fn call(
-    http: &reqwest::Client,
-    method: reqwest::Method,
-    url: String,
-    body: Option<Value>,
-) -> Value {
-    let mut req = http.request(method, &url);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.expect("request");
-    let status = resp.status();
-    let v: Value = resp.json().await.unwrap_or(Value::Null);
-    assert!(status.is_success(), "{url}: {status} {v}");
-    v
-}
 
 async fn events(http: &reqwest::Client, url: &str, sid: &str) -> Vec<Value> {
     call(
@@ -142,32 +82,11 @@ async fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let config = dir.path().join("paddock.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[rate_limit]
-per_second = 0.0
-
-[agent]
-default_provider = "scripted"
-
-[[agent.providers]]
-name = "scripted"
-kind = "anthropic"
-base_url = "{base}"
-api_key_env = "{KEY_ENV}"
-max_retries = 0
-"#,
-            base = models.anthropic_base_url()
-        ),
-    )
-    .expect("config");
+    std::fs::write(&config, common::config(&models, "")).expect("config");
     let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).expect("data dir");
     let http = reqwest::Client::new();
-    let port = free_port();
-    let mut s = serve(&data, &config, port);
+    let port = common::free_port();
+    let mut s = Serve::start(&data, &config, port);
     let agent = call(
         &http,
         reqwest::Method::POST,
@@ -211,11 +130,10 @@ max_retries = 0
         )
         .await;
         until(&http, &s.url, &sid, |e| has(e, "span.tool_execution_start")).await;
-        s.child.kill().expect("SIGKILL");
-        s.child.wait().expect("wait");
+        s.kill();
         // The command finishes while no orchestrator runs.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        s = serve(&data, &config, port);
+        s = Serve::start(&data, &config, port);
         listening.push(s.listening);
         let evs = until(&http, &s.url, &sid, |e| has(e, "agent.tool_result")).await;
         result.push(s.spawned.elapsed());
@@ -258,6 +176,4 @@ max_retries = 0
             .send()
             .await;
     }
-    let _ = s.child.kill();
-    let _ = s.child.wait();
 }

@@ -291,22 +291,8 @@ pub async fn detached_execs(b: Arc<dyn Backend>, fresh: impl Fn() -> Arc<dyn Bac
 
 /// `GET /exec/{id}?from=0` to its end: the exit code and every record.
 async fn read_exec(w: &WorkerClient, exec: &str) -> (Option<i64>, Vec<Value>) {
-    let resp = w
-        .request(
-            Method::GET,
-            &format!("/exec/{exec}?from=0"),
-            Bytes::new(),
-            None,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("GET /exec/{exec}: {e}"));
-    assert_eq!(resp.status().as_u16(), 200, "GET /exec/{exec} finds it");
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
+    let (status, body) = raw(w, Method::GET, &format!("/exec/{exec}?from=0"), b"").await;
+    assert_eq!(status, 200, "GET /exec/{exec} finds it");
     let records: Vec<Value> = body
         .split(|b| *b == b'\n')
         .filter_map(|l| serde_json::from_slice(l).ok())

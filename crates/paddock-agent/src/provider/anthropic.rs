@@ -138,12 +138,7 @@ impl Provider for AnthropicProvider {
         body: Vec<u8>,
         extra: &[(reqwest::header::HeaderName, reqwest::header::HeaderValue)],
     ) -> Result<reqwest::Response, ProviderError> {
-        let mut url = format!("{}/v1/{tail}", self.core.base_url);
-        if let Some(q) = query.filter(|q| !q.is_empty()) {
-            url.push('?');
-            url.push_str(q);
-        }
-        self.core.send_with(&url, body, extra).await
+        self.core.forward("/v1", tail, query, body, extra).await
     }
 }
 

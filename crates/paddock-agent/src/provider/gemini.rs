@@ -54,11 +54,6 @@ impl Provider for GeminiProvider {
         body: Vec<u8>,
         extra: &[(HeaderName, HeaderValue)],
     ) -> Result<reqwest::Response, ProviderError> {
-        let mut url = format!("{}/v1beta/{tail}", self.core.base_url);
-        if let Some(q) = query.filter(|q| !q.is_empty()) {
-            url.push('?');
-            url.push_str(q);
-        }
-        self.core.send_with(&url, body, extra).await
+        self.core.forward("/v1beta", tail, query, body, extra).await
     }
 }

@@ -105,6 +105,24 @@ impl HttpCore {
         self.send_with(url, body, &[]).await
     }
 
+    /// A model-gateway relay ([`super::Provider::forward`]): `body` POSTed to `tail`
+    /// (with `query`) under `root`, the provider's API root below its base URL.
+    pub async fn forward(
+        &self,
+        root: &str,
+        tail: &str,
+        query: Option<&str>,
+        body: Vec<u8>,
+        extra: &[(HeaderName, HeaderValue)],
+    ) -> Result<reqwest::Response, ProviderError> {
+        let mut url = format!("{}{root}/{tail}", self.base_url);
+        if let Some(q) = query.filter(|q| !q.is_empty()) {
+            url.push('?');
+            url.push_str(q);
+        }
+        self.send_with(&url, body, extra).await
+    }
+
     /// [`Self::send`] with `extra` headers besides the provider's own (which win: an
     /// extra header never replaces the key).
     pub async fn send_with(

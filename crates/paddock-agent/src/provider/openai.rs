@@ -153,12 +153,7 @@ impl Provider for OpenAiProvider {
         body: Vec<u8>,
         extra: &[(reqwest::header::HeaderName, reqwest::header::HeaderValue)],
     ) -> Result<reqwest::Response, ProviderError> {
-        let mut url = format!("{}/{tail}", self.core.base_url);
-        if let Some(q) = query.filter(|q| !q.is_empty()) {
-            url.push('?');
-            url.push_str(q);
-        }
-        self.core.send_with(&url, body, extra).await
+        self.core.forward("", tail, query, body, extra).await
     }
 }
 
