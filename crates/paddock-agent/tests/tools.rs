@@ -25,6 +25,10 @@ struct TestWorker {
 
 impl TestWorker {
     fn start() -> Self {
+        Self::start_with(|_| {})
+    }
+
+    fn start_with(adjust: impl FnOnce(&mut WorkerConfig)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let ws = dir.path().join("ws");
         let outside = dir.path().join("outside");
@@ -35,6 +39,7 @@ impl TestWorker {
         let mut config = WorkerConfig::new(&ws);
         config.kill_grace = Duration::from_millis(300);
         config.drain_timeout = Duration::from_millis(300);
+        adjust(&mut config);
         let worker = Worker::new(config).unwrap();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
@@ -547,9 +552,26 @@ async fn a_dropped_call_leaves_the_command_running_and_its_outcome_is_picked_up(
         _ => panic!("the worker knows the exec"),
     }
     assert!(w.ws.join("done").exists(), "it ran to its end, once");
-    // An exec the worker never ran is not known: nobody can tell what became of it.
+    // An exec the worker never received (the orchestrator stopped between recording
+    // the call's start and sending it) may be run now.
     assert!(matches!(
         resume_tool(&w.client, &bash, &input, &limits, "never-sent").await,
+        Resumed::Rerun
+    ));
+}
+
+#[tokio::test]
+async fn a_call_whose_records_are_gone_has_an_unknown_outcome() {
+    let w = TestWorker::start_with(|c| c.exec_retention = Duration::ZERO);
+    let limits = ToolLimits::default();
+    let input = json!({"command": "echo ran"});
+    let out = run_builtin(&w.client, BuiltinTool::Bash, &input, &limits, "old").await;
+    assert!(!out.is_error, "{out:?}");
+    // Another call prunes its records (a zero retention).
+    run_builtin(&w.client, BuiltinTool::Bash, &input, &limits, "newer").await;
+    let bash = AvailableTool::builtin(BuiltinTool::Bash, PermissionPolicy::AlwaysAllow);
+    assert!(matches!(
+        resume_tool(&w.client, &bash, &input, &limits, "old").await,
         Resumed::Unknown
     ));
 }

@@ -293,6 +293,7 @@ impl LocalBackend {
 
     /// Starts the sandbox of an existing runner directory and waits for its worker.
     async fn launch(&self, spec: &RunnerSpec) -> Result<Provisioned> {
+        let began = Instant::now();
         let id = &spec.runner_id;
         let dir = self.dir(id);
         let sock = self.socket(id);
@@ -396,7 +397,9 @@ impl LocalBackend {
             // does not reach the sandbox.
             .process_group(0)
             .kill_on_drop(false);
+        let prepared = began.elapsed();
         let mut child = cmd.spawn().map_err(io("starting the sandbox"))?;
+        let spawned = began.elapsed();
         let pid = child.id().map(|p| p as i32).unwrap_or(-1);
         // Recorded at once, so a crash during the health wait leaves a sandbox that can
         // still be found and killed.
@@ -420,6 +423,7 @@ impl LocalBackend {
             pid_ns: None,
         });
         let health = client.wait_healthy(self.cfg.start_timeout).await;
+        let ready = began.elapsed();
         let child_pid = std::fs::read_to_string(dir.join("info.json"))
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
@@ -441,6 +445,15 @@ impl LocalBackend {
             let _ = self.kill_sandbox(id).await;
             return Err(BackendError::Timeout(format!("{e}; sandbox log:\n{tail}")));
         }
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        tracing::debug!(
+            runner_id = %id,
+            prepared_ms = ms(prepared),
+            spawned_ms = ms(spawned),
+            ready_ms = ms(ready),
+            done_ms = ms(began.elapsed()),
+            "sandbox started"
+        );
         Ok(Provisioned {
             connector: self.connector(id),
             enforced,

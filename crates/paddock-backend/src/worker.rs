@@ -129,11 +129,17 @@ impl WorkerClient {
 
     /// Attaches to a long-lived process's stdio (`GET /processes/{id}/attach`, an HTTP
     /// upgrade): the raw duplex stream (writes go to its stdin, reads come from its
-    /// stdout from offset `from`) and the offset the stream starts at.
-    pub async fn attach(&self, id: &str, from: u64) -> Result<(TokioIo<Upgraded>, u64)> {
+    /// stdout from offset `from`; with `lines`, stdin takes whole lines only) and the
+    /// offset the stream starts at.
+    pub async fn attach(
+        &self,
+        id: &str,
+        from: u64,
+        lines: bool,
+    ) -> Result<(TokioIo<Upgraded>, u64)> {
         let req = Request::builder()
             .method(Method::GET)
-            .uri(format!("/processes/{id}/attach?from={from}"))
+            .uri(format!("/processes/{id}/attach?from={from}&lines={lines}"))
             .header(hyper::header::CONNECTION, "Upgrade")
             .header(hyper::header::UPGRADE, "paddock-stdio");
         let resp = tokio::time::timeout(REQUEST_TIMEOUT, self.send(req, Bytes::new(), None))
@@ -258,10 +264,13 @@ impl WorkerClient {
         self.json(Method::GET, "/healthz", None).await
     }
 
-    /// Polls `/healthz` until the worker answers or `timeout` passes.
+    /// Polls `/healthz` until the worker answers or `timeout` passes. The pause between
+    /// tries stays short (1 ms, growing to 5 ms): a try is a failed connect to a Unix
+    /// socket, which costs microseconds, while every millisecond of pause past the
+    /// worker's start is added to the runner's (docs/performance.md).
     pub async fn wait_healthy(&self, timeout: Duration) -> Result<Value> {
         let started = Instant::now();
-        let mut delay = Duration::from_millis(2);
+        let mut delay = Duration::from_millis(1);
         loop {
             match self.healthz().await {
                 Ok(v) => return Ok(v),
@@ -272,7 +281,7 @@ impl WorkerClient {
                 }
                 Err(_) => {
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_millis(50));
+                    delay = (delay * 2).min(Duration::from_millis(5));
                 }
             }
         }

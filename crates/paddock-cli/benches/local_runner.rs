@@ -16,6 +16,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn bare_bwrap(setpriv: bool) -> Duration {
+    let bwrap = common::bare_bwrap(&["/bin/true"]);
     let mut cmd = if setpriv {
         let mut c = Command::new("setpriv");
         c.args([
@@ -24,35 +25,12 @@ fn bare_bwrap(setpriv: bool) -> Duration {
             "--clear-groups",
             "--",
             "bwrap",
-        ]);
+        ])
+        .args(bwrap.get_args());
         c
     } else {
-        Command::new("bwrap")
+        bwrap
     };
-    cmd.args([
-        "--unshare-all",
-        "--unshare-user",
-        "--ro-bind",
-        "/usr",
-        "/usr",
-        "--symlink",
-        "usr/lib",
-        "/lib",
-        "--symlink",
-        "usr/lib64",
-        "/lib64",
-        "--symlink",
-        "usr/bin",
-        "/bin",
-        "--proc",
-        "/proc",
-        "--dev",
-        "/dev",
-        "--tmpfs",
-        "/tmp",
-        "--",
-        "/bin/true",
-    ]);
     let t = Instant::now();
     let st = cmd.status().expect("bwrap runs");
     assert!(st.success(), "bare bwrap failed");

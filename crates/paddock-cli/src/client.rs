@@ -51,12 +51,15 @@ impl Client {
                 headers.insert(reqwest::header::AUTHORIZATION, v);
             }
         }
+        let mut http = reqwest::Client::builder().default_headers(headers);
+        if !base.starts_with("https://") {
+            // A plain-HTTP Paddock needs no certificate roots; loading the system's
+            // would cost every CLI call about 10 ms (docs/performance.md).
+            http = http.tls_certs_only([]);
+        }
         Client {
             base: base.trim_end_matches('/').to_string(),
-            http: reqwest::Client::builder()
-                .default_headers(headers)
-                .build()
-                .unwrap_or_default(),
+            http: http.build().unwrap_or_default(),
             json,
         }
     }

@@ -464,9 +464,13 @@ enum RunnerCmd {
     Start {
         id: String,
     },
-    /// Destroy a runner and its workspace (idempotent).
+    /// Destroy a runner and its workspace (idempotent). The teardown goes on in the
+    /// background (the runner shows `destroying`) unless --wait is given.
     Destroy {
         id: String,
+        /// Return once the runner is destroyed.
+        #[arg(long)]
+        wait: bool,
     },
     /// Run a command in a runner, streaming its output; exits with its code.
     Exec {
@@ -839,8 +843,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     .await?,
                 output::RUNNER,
             ),
-            RunnerCmd::Destroy { id } => c.show(
-                c.delete(&format!("/v1/runners/{id}")).await?,
+            RunnerCmd::Destroy { id, wait } => c.show(
+                c.delete(&format!(
+                    "/v1/runners/{id}{}",
+                    if wait { "?wait=true" } else { "" }
+                ))
+                .await?,
                 output::RUNNER,
             ),
             RunnerCmd::Exec {

@@ -158,7 +158,11 @@ impl Drop for Rig {
         let (_, list) = http("GET", &format!("{}/v1/runners?limit=100", self.url()), None);
         for r in list["data"].as_array().into_iter().flatten() {
             if let Some(id) = r["id"].as_str() {
-                let _ = http("DELETE", &format!("{}/v1/runners/{id}", self.url()), None);
+                let _ = http(
+                    "DELETE",
+                    &format!("{}/v1/runners/{id}?wait=true", self.url()),
+                    None,
+                );
             }
         }
     }
@@ -270,7 +274,11 @@ fn trial(rig: &mut Rig, agent: &str, env: &str, n: u64, kill: bool, delay: Durat
         Some("ran\n"),
         "{what}: the command ran exactly once"
     );
-    let _ = http("DELETE", &format!("{}/v1/runners/{rid}", rig.url()), None);
+    let _ = http(
+        "DELETE",
+        &format!("{}/v1/runners/{rid}?wait=true", rig.url()),
+        None,
+    );
 }
 
 fn chaos(backend: &str) {

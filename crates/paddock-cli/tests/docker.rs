@@ -5,23 +5,9 @@
 
 mod common;
 
-use common::{data_dir, http, Serve};
-use paddock_testkit::require_or_skip;
+use common::{data_dir, docker_base, http, Serve};
 use serde_json::{json, Value};
 use std::process::Command;
-
-fn available() -> bool {
-    let ok = Command::new("docker")
-        .args(["image", "inspect", "paddock-base:latest"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    require_or_skip(
-        "docker",
-        ok,
-        "no Docker engine with the paddock-base image (scripts/test starts dockerd and runs scripts/images.sh)",
-    )
-}
 
 fn config(dir: &std::path::Path) -> std::path::PathBuf {
     let p = dir.join("paddock.toml");
@@ -94,7 +80,7 @@ fn exec(url: &str, id: &str, cmd: &str) -> Value {
 
 #[test]
 fn docker_runners_are_hardened_survive_restarts_and_orphans_are_stopped() {
-    if !available() {
+    if !docker_base() {
         return;
     }
     let d = data_dir();
@@ -274,7 +260,7 @@ fn wait_warm(url: &str, n: usize) -> Vec<String> {
 
 #[test]
 fn warm_pools_are_claimed_and_refilled_and_capacity_makes_room() {
-    if !available() {
+    if !docker_base() {
         return;
     }
     let d = data_dir();
@@ -369,7 +355,7 @@ warm_pool = 2
         .contains("capacity"));
     // Everything busy (used just now, no warm one left idle): 503.
     for w in warm_ids(&url) {
-        let (_, _) = http("DELETE", &format!("{url}/v1/runners/{w}"), None);
+        let (_, _) = http("DELETE", &format!("{url}/v1/runners/{w}?wait=true"), None);
     }
     let _ = (exec(&url, &claimed, "true"), exec(&url, &special, "true"));
     let r3id = r3["id"].as_str().expect("id").to_string();

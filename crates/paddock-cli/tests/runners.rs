@@ -39,8 +39,17 @@ fn paddock_run_streams_output_and_exits_with_the_command() {
     assert_eq!(out.status.code(), Some(7), "{stdout} {stderr}");
     assert_eq!(stdout, "out\n");
     assert!(stderr.contains("err"), "{stderr}");
-    let all = s.json(&["runners", "list"]);
-    assert_eq!(all[0]["state"], "destroyed", "run cleans up: {all}");
+    // The run hands its runner to a background teardown (202 destroying) and exits.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let all = s.json(&["runners", "list"]);
+        if all[0]["state"] == "destroyed" {
+            break;
+        }
+        assert_eq!(all[0]["state"], "destroying", "run cleans up: {all}");
+        assert!(std::time::Instant::now() < deadline, "run cleans up: {all}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 
     let kept = s.cli(&["run", "--keep", "--profile", "open", "--", "true"]);
     let (_, stderr) = text(&kept);
@@ -73,7 +82,7 @@ fn paddock_run_streams_output_and_exits_with_the_command() {
     assert!(text(&unknown)
         .1
         .contains("no execution profile runs on executor"));
-    s.json(&["runners", "destroy", &id]);
+    s.json(&["runners", "destroy", "--wait", &id]);
 }
 
 #[test]
@@ -220,7 +229,12 @@ fn the_runner_api_drives_the_lifecycle() {
     assert_eq!(body, Value::String("hi\n".into()));
     let (_, logs) = http("GET", &u(&format!("/v1/runners/{rid}/logs?tail=50")), None);
     assert_eq!(logs["type"], "runner_logs");
-    assert_eq!(s.json(&["runners", "destroy", &rid])["state"], "destroyed");
+    // The teardown goes on after the answer; --wait waits for it.
+    assert_eq!(s.json(&["runners", "destroy", &rid])["state"], "destroying");
+    assert_eq!(
+        s.json(&["runners", "destroy", "--wait", &rid])["state"],
+        "destroyed"
+    );
     assert_eq!(
         s.json(&["runners", "destroy", &rid])["state"],
         "destroyed",
@@ -323,7 +337,10 @@ fn a_provisioning_failure_lands_in_errored_with_the_reason() {
         .filter_map(|e| e["to"].as_str())
         .collect();
     assert_eq!(tos, ["creating", "provisioning", "errored"]);
-    assert_eq!(s.json(&["runners", "destroy", rid])["state"], "destroyed");
+    assert_eq!(
+        s.json(&["runners", "destroy", "--wait", rid])["state"],
+        "destroyed"
+    );
 }
 
 #[test]

@@ -591,7 +591,7 @@ fn vault_secrets_are_encrypted_write_only_and_never_leak() {
             !detail.to_string().contains(CANARY),
             "the runner record never holds the secret"
         );
-        api("DELETE", &format!("/v1/runners/{rid}"), None);
+        api("DELETE", &format!("/v1/runners/{rid}?wait=true"), None);
         let (_, evs) = api(
             "GET",
             &format!(
@@ -781,7 +781,7 @@ fn metrics_are_prometheus_text() {
         );
         call(
             "DELETE",
-            &format!("{}/v1/runners/{rid}", s.url),
+            &format!("{}/v1/runners/{rid}?wait=true", s.url),
             Some(ADMIN),
             None,
         );

@@ -5,6 +5,7 @@
 //!                  \            |          \         |
 //!                   `---------> Errored <---`--------'      (Errored → Destroying allowed)
 //! Stopped → Provisioning (restart)
+//! Running → Destroying (a destroy of a running runner: its teardown stops it)
 //! ```
 //!
 //! [`transition`] is the one place that decides whether a move is legal.
@@ -88,6 +89,7 @@ fn is_edge(from: RunnerState, to: RunnerState) -> bool {
             | (Running, Stopping)
             | (Stopping, Stopped)
             | (Stopped, Destroying)
+            | (Running, Destroying)
             | (Destroying, Destroyed)
             | (Provisioning, Errored)
             | (Running, Errored)
@@ -119,6 +121,7 @@ mod tests {
         (Provisioning, Errored),
         (Running, Stopping),
         (Running, Errored),
+        (Running, Destroying),
         (Stopping, Stopped),
         (Stopping, Errored),
         (Stopped, Provisioning),

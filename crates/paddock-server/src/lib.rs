@@ -526,6 +526,7 @@ impl Server {
         });
         let tx = self.shutdown_tx;
         let agent = self.state.agent.clone();
+        let manager = self.state.manager.clone();
         let draining = self.state.draining.clone();
         let grace = std::time::Duration::from_secs(self.state.config.shutdown_grace_secs);
         tracing::info!(addr = %self.listener.local_addr()?, "paddock API listening");
@@ -555,8 +556,9 @@ impl Server {
                 "draining: model calls in flight may finish"
             );
             draining.store(true, std::sync::atomic::Ordering::SeqCst);
+            // Teardowns in the background finish too (else the next start does).
             tokio::select! {
-                _ = agent.drain(grace) => {}
+                _ = async { tokio::join!(agent.drain(grace), manager.drain_teardowns(grace)) } => {}
                 _ = shutdown_signal() => tracing::info!("a second signal: exiting now"),
             }
             tracing::info!("shutting down: closing event streams and draining requests");

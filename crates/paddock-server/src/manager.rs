@@ -74,6 +74,8 @@ pub struct Manager {
     pub(crate) monitor: crate::supervisor::Monitor,
     keyring: Arc<paddock_vault::Keyring>,
     pub(crate) metrics: Arc<paddock_metrics::PaddockMetrics>,
+    /// Teardowns going on in the background ([`Manager::destroy_soon`]).
+    teardowns: tokio_util::task::TaskTracker,
 }
 
 fn backend_err(field: &str, e: BackendError) -> ServerError {
@@ -115,6 +117,7 @@ impl Manager {
             metrics: d.metrics,
             admission: Mutex::new(()),
             op_locks: std::sync::Mutex::new(std::collections::HashMap::new()),
+            teardowns: tokio_util::task::TaskTracker::new(),
         }
     }
 
@@ -788,7 +791,93 @@ impl Manager {
         }
     }
 
-    /// Destroys a runner (stopping it first when it runs). Idempotent.
+    /// Destroys a runner in the background: `destroying` is persisted before this
+    /// returns, and the teardown (stopping what runs, removing the sandbox, its
+    /// workspace and cgroup) follows. Idempotent: a runner already `destroying` gets
+    /// its teardown tried again. A teardown cut off by a crash is finished by
+    /// [`Manager::adopt`] at the next start.
+    pub async fn destroy_soon(self: &Arc<Self>, id: &str) -> ApiResult<Runner> {
+        let (r, was_running) = {
+            let _op = self.lock_runner(id).await;
+            let r = self.store.get_runner(id).await?;
+            match r.state {
+                RunnerState::Destroyed | RunnerState::Destroying => (r, false),
+                RunnerState::Running | RunnerState::Stopped | RunnerState::Errored => {
+                    let running = r.state == RunnerState::Running;
+                    let r = self
+                        .transition(id, RunnerState::Destroying, None, None)
+                        .await?;
+                    (r, running)
+                }
+                other => {
+                    return Err(CoreError::Conflict {
+                        message: format!("runner {id} is {other}; retry once it settles"),
+                    }
+                    .into())
+                }
+            }
+        };
+        if r.state == RunnerState::Destroying {
+            let (m, id) = (self.clone(), id.to_string());
+            self.teardowns
+                .spawn(async move { m.tear_down(&id, was_running).await });
+        }
+        Ok(r)
+    }
+
+    /// Finishes the destroy of a `destroying` runner: stops it (with the stop grace,
+    /// when it was running), removes its sandbox, and marks it `destroyed`. A failure
+    /// leaves it `destroying`, to be tried again by the next destroy or start.
+    async fn tear_down(&self, id: &str, was_running: bool) {
+        let _op = self.lock_runner(id).await;
+        let r = match self.store.get_runner(id).await {
+            Ok(r) if r.state == RunnerState::Destroying => r,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(runner_id = %id, error = %e, "cannot read the runner to tear it down");
+                return;
+            }
+        };
+        let backend = match self.backend(&r.backend) {
+            Ok(b) => b.clone(),
+            Err(e) => {
+                tracing::warn!(runner_id = %id, error = %e, "cannot tear the runner down");
+                return;
+            }
+        };
+        if was_running {
+            let grace = Duration::from_secs(self.settings.stop_grace_secs);
+            if let Err(e) = backend.stop(id, grace).await {
+                tracing::debug!(runner_id = %id, error = %e, "stopping before the teardown");
+            }
+        }
+        if let Err(e) = backend.destroy(id).await {
+            tracing::warn!(runner_id = %id, error = %e, "teardown failed; the runner stays destroying (destroy it again, or restart, to retry)");
+            return;
+        }
+        if let Err(e) = self
+            .transition(id, RunnerState::Destroyed, r.reason.clone(), None)
+            .await
+        {
+            tracing::warn!(runner_id = %id, error = %e, "cannot mark the runner destroyed");
+        }
+    }
+
+    /// Waits, for at most `grace`, for the teardowns going on in the background.
+    pub async fn drain_teardowns(&self, grace: Duration) {
+        self.teardowns.close();
+        if tokio::time::timeout(grace, self.teardowns.wait())
+            .await
+            .is_err()
+        {
+            tracing::info!(
+                left = self.teardowns.len(),
+                "teardowns unfinished at exit; the next start finishes them"
+            );
+        }
+    }
+
+    /// Destroys a runner (stopping it first when it runs) before returning. Idempotent.
     pub async fn destroy(&self, id: &str) -> ApiResult<Runner> {
         self.destroy_with_reason(id, None).await
     }
@@ -968,6 +1057,11 @@ impl Manager {
                             .await?
                         }
                     };
+                }
+                // A teardown the last run began (or that failed): finish it.
+                RunnerState::Destroying => {
+                    tracing::info!(runner_id = %r.id, "finishing the teardown of a destroyed runner");
+                    self.tear_down(&r.id, false).await;
                 }
                 RunnerState::Stopped | RunnerState::Errored if running => {
                     if let Some(b) = self.backends.get(&r.backend) {

@@ -190,7 +190,7 @@ async fn official_python_sdk_works_unmodified() {
     let runners = runners["data"].as_array().cloned().unwrap_or_default();
     for r in &runners {
         let id = r["id"].as_str().unwrap_or_default();
-        let resp = auth(s.http.delete(s.url(&format!("/v1/runners/{id}"))))
+        let resp = auth(s.http.delete(s.url(&format!("/v1/runners/{id}?wait=true"))))
             .send()
             .await
             .expect("destroy runner");

@@ -590,6 +590,14 @@ impl ModelServer {
         self.shared.lock().side.push(rule);
     }
 
+    /// Drops the turns not taken yet; how many there were.
+    pub fn clear_turns(&self) -> usize {
+        let mut sh = self.shared.lock();
+        let n = sh.turns.len();
+        sh.turns.clear();
+        n
+    }
+
     pub fn remaining_turns(&self) -> usize {
         self.shared.lock().turns.len()
     }

@@ -29,6 +29,9 @@ pub enum WorkerError {
     /// A file, directory, exec id or route does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// An exec that ran here, whose records were pruned after its retention.
+    #[error("{0}")]
+    Expired(String),
     /// The route exists but not with this method.
     #[error("method {method} is not allowed on {path} (allowed: {allow})")]
     MethodNotAllowed {
@@ -117,6 +120,7 @@ impl WorkerError {
                 StatusCode::FORBIDDEN
             }
             WorkerError::NotFound(_) => StatusCode::NOT_FOUND,
+            WorkerError::Expired(_) => StatusCode::GONE,
             WorkerError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             WorkerError::DirectoryNotEmpty(_) | WorkerError::Conflict(_) => StatusCode::CONFLICT,
             WorkerError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -135,6 +139,7 @@ impl WorkerError {
             WorkerError::PathForbidden(_) => "path_forbidden",
             WorkerError::PermissionDenied(_) => "permission_denied",
             WorkerError::NotFound(_) => "not_found",
+            WorkerError::Expired(_) => "expired",
             WorkerError::MethodNotAllowed { .. } => "method_not_allowed",
             WorkerError::NotADirectory(_) => "not_a_directory",
             WorkerError::NotAFile(_) => "not_a_file",

@@ -11,7 +11,7 @@
 //! process-group id, cannot be reused) until the worker has sent the final
 //! SIGKILL to the group; only then is it reaped.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -121,6 +121,25 @@ struct Table {
     /// Pids of exec leaders not yet reaped by their driver; the orphan reaper
     /// must leave them alone.
     leaders: HashSet<i32>,
+    /// Ids of the last [`MAX_FORGOTTEN`] execs whose records were pruned, oldest
+    /// first: `GET /exec/{id}` tells them (ran, outcome no longer known) from ids
+    /// never started here.
+    forgotten: VecDeque<String>,
+    forgotten_set: HashSet<String>,
+}
+
+impl Table {
+    fn forget(&mut self, id: &str) {
+        if self.journals.remove(id).is_none() || !self.forgotten_set.insert(id.to_string()) {
+            return;
+        }
+        self.forgotten.push_back(id.to_string());
+        if self.forgotten.len() > MAX_FORGOTTEN {
+            if let Some(old) = self.forgotten.pop_front() {
+                self.forgotten_set.remove(&old);
+            }
+        }
+    }
 }
 
 /// The registry of running execs.
@@ -214,25 +233,28 @@ impl Execs {
         self.lock().leaders.remove(&pid);
     }
 
-    /// The journal of a running or retained exec.
-    fn journal(&self, id: &str) -> Option<Arc<Journal>> {
-        self.lock().journals.get(id).cloned()
+    /// The journal of a running or retained exec; `Err(true)` for one whose records
+    /// were pruned, `Err(false)` for an id never started here.
+    fn journal(&self, id: &str) -> Result<Arc<Journal>, bool> {
+        let table = self.lock();
+        match table.journals.get(id) {
+            Some(j) => Ok(j.clone()),
+            None => Err(table.forgotten_set.contains(id)),
+        }
     }
 
     /// Forgets finished execs past `retention`, and the oldest beyond `keep`.
     fn prune(table: &mut Table, retention: Duration, keep: usize) {
-        table
-            .journals
-            .retain(|_, j| j.ended_at().is_none_or(|at| at.elapsed() < retention));
         let mut done: Vec<(Instant, String)> = table
             .journals
             .iter()
             .filter_map(|(id, j)| j.ended_at().map(|t| (t, id.clone())))
             .collect();
-        if done.len() > keep {
-            done.sort();
-            for (_, id) in done.iter().take(done.len() - keep) {
-                table.journals.remove(id);
+        done.sort();
+        let over = done.len().saturating_sub(keep);
+        for (i, (at, id)) in done.iter().enumerate() {
+            if i < over || at.elapsed() >= retention {
+                table.forget(id);
             }
         }
     }
@@ -305,6 +327,31 @@ pub(crate) fn kill_group(pgid: i32, sig: i32) {
         }
     }
 }
+
+/// Waits, at most [`SETTLE_LIMIT`], until no process is left in group `pgid` (after
+/// its final SIGKILL), reaping the orphaned zombies this worker inherits. One
+/// `kill(-pgid, 0)` when nothing is left, as after most commands.
+async fn settle_group(execs: &Execs, pgid: i32) {
+    if pgid <= 1 {
+        return;
+    }
+    let until = Instant::now() + SETTLE_LIMIT;
+    loop {
+        // SAFETY: signal 0 only checks whether the group has any process.
+        if unsafe { libc::kill(-pgid, 0) } != 0 {
+            return;
+        }
+        if Instant::now() >= until {
+            tracing::warn!(pgid, "processes of a finished exec outlived its SIGKILL");
+            return;
+        }
+        execs.reap_orphans();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// The longest an exec's exit record waits for its killed processes to be gone.
+const SETTLE_LIMIT: Duration = Duration::from_secs(2);
 
 /// Blocks until `pid` has exited, without reaping it.
 pub(crate) fn wait_exited_nowait(pid: i32) {
@@ -691,6 +738,10 @@ pub async fn exec(
 
 /// Most finished execs whose records are retained.
 pub const MAX_RETAINED: usize = 256;
+/// Records read from a journal at once by a stream.
+const READ_BATCH: usize = 64;
+/// Most ids of pruned execs remembered as such.
+pub const MAX_FORGOTTEN: usize = 4096;
 
 /// A response streaming `journal`'s records from index `from` as they come, ending
 /// after the `exit` record. `on_gone`: told when the client leaves before the end.
@@ -706,7 +757,10 @@ fn stream_records(
         let mut tick = journal.subscribe();
         let mut at = from;
         loop {
-            let (records, last) = journal.read(at, 64);
+            let (records, last) = journal.read(at, READ_BATCH);
+            // A full batch: more may be in already, with no tick to come (a finished
+            // exec read again from the start).
+            let more = records.len() == READ_BATCH;
             at += records.len();
             for r in records {
                 if tx.send(Ok(r)).await.is_err() {
@@ -718,6 +772,9 @@ fn stream_records(
             }
             if last {
                 return;
+            }
+            if more {
+                continue;
             }
             tokio::select! {
                 changed = tick.changed() => {
@@ -757,10 +814,14 @@ pub async fn attach(
     validate_id(id)?;
     let q: AttachQuery = http::parse_query(req.uri().query())?;
     let from = http::parse_u64_param("from", q.from.as_deref())?.unwrap_or(0) as usize;
-    let journal = state.execs.journal(id).ok_or_else(|| {
-        WorkerError::NotFound(format!(
-            "no exec with id `{id}` (never started here, or finished longer ago than its retention)"
-        ))
+    let journal = state.execs.journal(id).map_err(|pruned| {
+        if pruned {
+            WorkerError::Expired(format!(
+                "exec `{id}` finished longer ago than its retention: its records are gone"
+            ))
+        } else {
+            WorkerError::NotFound(format!("no exec with id `{id}` was started here"))
+        }
     })?;
     Ok(stream_records(&state, journal, from, None))
 }
@@ -924,6 +985,11 @@ impl Driver {
         kill_group(pid, libc::SIGKILL);
         let (code, signal) = reap(pid).await;
         self.state.execs.finish(&self.id, pid);
+        if self.state.config.reap_orphans {
+            // The exit record means the command's processes are gone: wait for what
+            // the SIGKILL is still tearing down and reap its zombies first.
+            settle_group(&self.state.execs, pid).await;
+        }
         if let Some(task) = self.stdin_task.take() {
             task.abort();
         }

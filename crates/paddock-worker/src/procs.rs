@@ -117,6 +117,9 @@ struct Proc {
     out: Mutex<Buf>,
     err: Mutex<Buf>,
     exit: Mutex<Option<Exit>>,
+    /// What the client keeps here about its exchange with the process (`PUT
+    /// /processes/{id}/state`): an orchestrator that restarts reads it back.
+    client_state: Mutex<serde_json::Value>,
     /// Bumped on new output, EOF and exit.
     tick: watch::Sender<u64>,
 }
@@ -176,6 +179,7 @@ impl Proc {
             merge_stderr: self.merged,
             output_bytes: lock(&self.out).end(),
             stderr_bytes: lock(&self.err).end(),
+            state: lock(&self.client_state).clone(),
         }
     }
 }
@@ -193,6 +197,8 @@ struct ProcStatus {
     /// The offset just past the newest stdout byte (bytes written so far).
     output_bytes: u64,
     stderr_bytes: u64,
+    /// The client's state (`null` until it puts one).
+    state: serde_json::Value,
 }
 
 /// The worker's processes and relays.
@@ -327,6 +333,7 @@ async fn start(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bod
             out: Mutex::new(Buf::new(limit as usize)),
             err: Mutex::new(Buf::new(STDERR_LIMIT)),
             exit: Mutex::new(None),
+            client_state: Mutex::new(serde_json::Value::Null),
             tick: watch::channel(0).0,
         });
         match merged_reader {
@@ -509,6 +516,17 @@ async fn signal(
     Ok(http::ok_json(&p.status()))
 }
 
+/// Largest client state a process keeps.
+pub const MAX_CLIENT_STATE: usize = 64 * 1024;
+
+/// `PUT /processes/{id}/state` (any JSON value): replaces the client's state.
+async fn put_state(p: &Proc, req: Request<Incoming>) -> Result<Response<Body>, WorkerError> {
+    let bytes = http::read_body(req, MAX_CLIENT_STATE, "the state").await?;
+    let v: serde_json::Value = http::parse_json(&bytes)?;
+    *lock(&p.client_state) = v;
+    Ok(http::ok_json(&p.status()))
+}
+
 /// `DELETE /processes/{id}`: kills it and what it started, and forgets it.
 fn delete(state: &State, p: &Proc) -> Result<Response<Body>, WorkerError> {
     // Its descendants may outlive it: kill them whether it runs or not.
@@ -521,16 +539,29 @@ fn delete(state: &State, p: &Proc) -> Result<Response<Body>, WorkerError> {
 #[serde(deny_unknown_fields)]
 struct AttachQuery {
     from: Option<String>,
+    /// `true`: what the client sends reaches stdin in whole lines only (a line cut off
+    /// by a dropped connection never does), for line-framed protocols such as ACP's.
+    lines: Option<String>,
 }
 
-/// `GET /processes/{id}/attach?from=N` with `Upgrade: paddock-stdio`: after `101`, the
-/// connection carries raw bytes both ways: what the client sends goes to the process's
-/// stdin, and its stdout from offset `N` comes back, live, until the process has
-/// exited and its output is all sent (then the worker closes its side). Closing the
-/// connection leaves the process running.
+/// `GET /processes/{id}/attach?from=N[&lines=true]` with `Upgrade: paddock-stdio`:
+/// after `101`, the connection carries raw bytes both ways: what the client sends goes
+/// to the process's stdin (with `lines=true`, in whole lines only), and its stdout from
+/// offset `N` comes back, live, until the process has exited and its output is all sent
+/// (then the worker closes its side). Closing the connection leaves the process running.
 fn attach(p: Arc<Proc>, mut req: Request<Incoming>) -> Result<Response<Body>, WorkerError> {
     let q: AttachQuery = http::parse_query(req.uri().query())?;
     let from = http::parse_u64_param("from", q.from.as_deref())?.unwrap_or(0);
+    let lines = match q.lines.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            return Err(WorkerError::invalid(
+                "lines",
+                "`lines` must be true or false",
+            ))
+        }
+    };
     let asked = req
         .headers()
         .get(UPGRADE)
@@ -546,7 +577,7 @@ fn attach(p: Arc<Proc>, mut req: Request<Incoming>) -> Result<Response<Body>, Wo
     let upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         match upgrade.await {
-            Ok(io) => relay_stdio(p, TokioIo::new(io), start).await,
+            Ok(io) => relay_stdio(p, TokioIo::new(io), start, lines).await,
             Err(e) => tracing::debug!(error = %e, "attach upgrade failed"),
         }
     });
@@ -561,7 +592,7 @@ fn attach(p: Arc<Proc>, mut req: Request<Incoming>) -> Result<Response<Body>, Wo
     Ok(resp)
 }
 
-async fn relay_stdio<S>(p: Arc<Proc>, io: S, mut offset: u64)
+async fn relay_stdio<S>(p: Arc<Proc>, io: S, mut offset: u64, lines: bool)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -570,14 +601,25 @@ where
         let p = p.clone();
         async move {
             let mut chunk = vec![0u8; 64 * 1024];
+            // In line mode, the bytes after the last newline wait for the rest of their line.
+            let mut partial: Vec<u8> = Vec::new();
             loop {
                 let n = match rd.read(&mut chunk).await {
                     Ok(0) | Err(_) => return,
                     Ok(n) => n,
                 };
+                let ready: Vec<u8> = if lines {
+                    partial.extend_from_slice(&chunk[..n]);
+                    match partial.iter().rposition(|b| *b == b'\n') {
+                        Some(i) => partial.drain(..=i).collect(),
+                        None => continue,
+                    }
+                } else {
+                    chunk[..n].to_vec()
+                };
                 let mut stdin = p.stdin.lock().await;
                 let Some(pipe) = stdin.as_mut() else { return };
-                if pipe.write_all(&chunk[..n]).await.is_err() || pipe.flush().await.is_err() {
+                if pipe.write_all(&ready).await.is_err() || pipe.flush().await.is_err() {
                     *stdin = None;
                     return;
                 }
@@ -629,6 +671,27 @@ struct Relay {
     port: u16,
 }
 
+/// How long a relayed connection waits for its target to listen: an orchestrator
+/// restarting is back within it, and the connection goes through instead of failing.
+pub const RELAY_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Connects to `target`, retrying (with a growing pause) while nothing listens there,
+/// for up to [`RELAY_PATIENCE`].
+async fn connect_patiently(target: &std::path::Path) -> io::Result<tokio::net::UnixStream> {
+    let deadline = tokio::time::Instant::now() + RELAY_PATIENCE;
+    let mut pause = Duration::from_millis(20);
+    loop {
+        match tokio::net::UnixStream::connect(target).await {
+            Ok(s) => return Ok(s),
+            Err(e) if tokio::time::Instant::now() + pause > deadline => return Err(e),
+            Err(_) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+        }
+    }
+}
+
 /// `POST /relays {"socket": NAME, "port": P}`: listens on 127.0.0.1:P (0: any free
 /// port) inside the sandbox and forwards every connection to the Unix socket NAME in
 /// the worker's relay directory. Idempotent per NAME.
@@ -677,7 +740,7 @@ async fn relay(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bod
             let target = target.clone();
             tokio::spawn(async move {
                 let _ = tcp.set_nodelay(true);
-                match tokio::net::UnixStream::connect(&target).await {
+                match connect_patiently(&target).await {
                     Ok(mut unix) => {
                         let _ = tokio::io::copy_bidirectional(&mut tcp, &mut unix).await;
                     }
@@ -742,8 +805,10 @@ pub async fn route(
                 ("wait", Method::GET) => wait(p, &req).await,
                 ("attach", Method::GET) => attach(p, req),
                 ("signal", Method::POST) => signal(&state, &p, req).await,
+                ("state", Method::PUT) => put_state(&p, req).await,
                 ("output" | "wait" | "attach", _) => Err(not_allowed("GET")),
                 ("signal", _) => Err(not_allowed("POST")),
+                ("state", _) => Err(not_allowed("PUT")),
                 _ => Err(WorkerError::NotFound(format!("no route for {path}"))),
             }
         }

@@ -251,3 +251,53 @@ fn binary_rejects_bad_arguments() {
     let out = Command::new(BIN).arg("--help").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("--socket"));
 }
+
+#[test]
+fn an_exec_ends_only_once_its_killed_processes_are_gone() {
+    // The worker reaps orphans by default: a killed command's children are reparented
+    // to it and reaped before the exit record is written, so a command run right
+    // after never sees them. This child closed its output (the record does not wait
+    // for it through the pipe) and takes its time to die: 300 MB to tear down.
+    let (_dir, ws, sock) = dirs();
+    let _proc = spawn(
+        &[
+            "--socket",
+            sock.to_str().unwrap(),
+            "--workspace",
+            ws.to_str().unwrap(),
+            "--kill-grace-ms",
+            "200",
+        ],
+        &[],
+    );
+    wait_for_socket(&sock);
+    let c = Client {
+        sock: sock.clone(),
+        token: None,
+    };
+    let perl = r#"close STDOUT; close STDERR; $SIG{TERM} = "IGNORE"; $x = "x" x 300000000; open(F, ">ready"); close F; sleep 100"#;
+    let mut stream = c.exec_stream(&json!({
+        "command": format!("perl -e '{perl}' & echo $!; sleep 100"),
+        "timeout_ms": 10000
+    }));
+    let started = stream.next_record().unwrap();
+    let exec_id = started["id"].as_str().unwrap().to_string();
+    let child: i32 = stream.next_record().unwrap()["data"]
+        .as_str()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(10), || exists(
+        &ws.join("ready")
+    )));
+    let cancel = c.post("/cancel", &json!({"id": exec_id}));
+    assert_eq!(cancel.status, 200);
+    let rest = stream.rest();
+    assert_eq!(exit_of(&rest)["cancelled"], true);
+    assert!(
+        !exists(Path::new(&format!("/proc/{child}"))),
+        "the exit record came before its process {child} was gone: {:?}",
+        std::fs::read_to_string(format!("/proc/{child}/stat"))
+    );
+}

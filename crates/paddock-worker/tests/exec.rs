@@ -118,7 +118,7 @@ fn large_output_arrives_complete() {
     let w = TestWorker::start();
     let size = 5 * 1024 * 1024;
     let recs = w.exec(
-        &json!({"command": format!("head -c {size} /dev/zero | tr '\\000' a; echo end >&2")}),
+        &json!({"id": "big", "command": format!("head -c {size} /dev/zero | tr '\\000' a; echo end >&2")}),
     );
     let out = output_of(&recs, "stdout");
     assert_eq!(out.len(), size);
@@ -126,6 +126,12 @@ fn large_output_arrives_complete() {
     assert_eq!(text_of(&recs, "stderr"), "end\n");
     assert!(recs.len() > 10, "output arrives in several records");
     assert_eq!(exit_of(&recs)["code"], 0);
+    // Read again once finished, from the start: every record (far more than one
+    // batch of the journal), then the exit.
+    let again = w.get_ndjson("/exec/big?from=0");
+    assert!(again.len() > 64, "{} records", again.len());
+    assert_eq!(output_of(&again, "stdout").len(), size);
+    assert_eq!(exit_of(&again)["code"], 0);
 }
 
 #[test]
@@ -435,4 +441,20 @@ fn output_past_the_memory_budget_spills_to_a_file_and_reads_back() {
     let again = w.get_ndjson("/exec/big");
     assert_eq!(output_of(&again, "stdout").len(), 1_000_000);
     assert_eq!(exit_of(&again)["code"], 0);
+}
+
+#[test]
+fn a_pruned_exec_is_told_from_one_never_started() {
+    let w = TestWorker::start_with(|c| c.exec_retention = Duration::ZERO);
+    let recs = w.exec(&json!({"id": "first", "command": "echo one"}));
+    assert_eq!(exit_of(&recs)["code"], 0);
+    // The next exec prunes the finished one (its retention is zero).
+    let recs = w.exec(&json!({"id": "second", "command": "true"}));
+    assert_eq!(exit_of(&recs)["code"], 0);
+    let e = w.get("/exec/first").assert_error(410, "expired");
+    assert!(e["message"].as_str().unwrap().contains("first"), "{e}");
+    w.get("/exec/never-ran").assert_error(404, "not_found");
+    // The id may be used again; it is then known, and its records are the new ones.
+    let recs = w.exec(&json!({"id": "first", "command": "echo again"}));
+    assert_eq!(text_of(&recs, "stdout"), "again\n");
 }

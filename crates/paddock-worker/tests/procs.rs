@@ -14,10 +14,14 @@ use serde_json::json;
 /// Opens `GET /processes/{id}/attach?from=N` with the upgrade; returns the raw stream
 /// after the `101` and the offset the worker starts at.
 fn attach(w: &TestWorker, id: &str, from: u64) -> (UnixStream, u64) {
+    attach_with(w, id, &format!("from={from}"))
+}
+
+fn attach_with(w: &TestWorker, id: &str, query: &str) -> (UnixStream, u64) {
     let mut s = w.connect();
     write!(
         s,
-        "GET /processes/{id}/attach?from={from} HTTP/1.1\r\nHost: w\r\nConnection: Upgrade\r\nUpgrade: paddock-stdio\r\n\r\n"
+        "GET /processes/{id}/attach?{query} HTTP/1.1\r\nHost: w\r\nConnection: Upgrade\r\nUpgrade: paddock-stdio\r\n\r\n"
     )
     .expect("send");
     let mut head = Vec::new();
@@ -257,4 +261,91 @@ fn deleting_a_process_kills_what_it_started_even_in_a_session_of_its_own() {
         wait_for(Duration::from_secs(5), || !is_alive(daemon)),
         "the daemon outlived its process"
     );
+}
+
+#[test]
+fn a_process_keeps_its_clients_state_for_the_next_client() {
+    let w = TestWorker::start();
+    assert_eq!(
+        w.post("/processes", &json!({"id": "s", "argv": ["sleep", "30"]}))
+            .status,
+        201
+    );
+    assert_eq!(w.get("/processes/s").json()["state"], json!(null));
+    let state = json!({"session": "abc", "turn": 3, "from": 1024});
+    let r = w.put("/processes/s/state", state.to_string().as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["state"], state);
+    // Another client (an orchestrator that restarted) reads it back.
+    assert_eq!(w.get("/processes/s").json()["state"], state);
+    assert_eq!(w.get("/processes").json()["processes"][0]["state"], state);
+    // Bad or oversized states are refused and change nothing.
+    w.put("/processes/s/state", b"{not json")
+        .assert_error(400, "invalid_request");
+    let big = json!({"pad": "x".repeat(70 * 1024)}).to_string();
+    w.put("/processes/s/state", big.as_bytes())
+        .assert_error(413, "payload_too_large");
+    w.get("/processes/s/state")
+        .assert_error(405, "method_not_allowed");
+    w.put("/processes/nope/state", b"{}")
+        .assert_error(404, "not_found");
+    assert_eq!(w.get("/processes/s").json()["state"], state);
+    assert_eq!(w.delete("/processes/s").status, 200);
+}
+
+#[test]
+fn a_line_attachment_never_delivers_a_line_cut_off_by_its_connection() {
+    let w = TestWorker::start();
+    assert_eq!(
+        w.post("/processes", &json!({"id": "l", "argv": ["cat"]}))
+            .status,
+        201
+    );
+    let (mut s, _) = attach_with(&w, "l", "from=0&lines=true");
+    // A whole line, then half of one in the same write, then the connection drops.
+    s.write_all(b"whole\nhal").expect("write");
+    assert_eq!(read_exactly(&mut s, 6), "whole\n");
+    drop(s);
+    std::thread::sleep(Duration::from_millis(100));
+    let (mut s, _) = attach_with(&w, "l", "from=6&lines=true");
+    s.write_all(b"next\n").expect("write");
+    // Only the next whole line: the cut-off "hal" never reached stdin.
+    assert_eq!(read_exactly(&mut s, 5), "next\n");
+    assert_eq!(w.get("/processes/l").json()["output_bytes"], 11);
+    // Without lines, bytes go through as they come.
+    let (mut raw, _) = attach(&w, "l", 11);
+    raw.write_all(b"par").expect("write");
+    assert_eq!(read_exactly(&mut raw, 3), "par");
+    let e = w
+        .get("/processes/l/attach?lines=maybe")
+        .assert_error(400, "invalid_request");
+    assert_eq!(e["field"], "lines");
+    assert_eq!(w.delete("/processes/l").status, 200);
+}
+
+#[test]
+fn a_relayed_connection_waits_for_its_socket_to_come_back() {
+    let relay_dir = tempfile::tempdir().expect("tempdir");
+    let dir = relay_dir.path().to_path_buf();
+    let w = TestWorker::start_with(|c| c.relay_dir = Some(dir));
+    let r = w.post("/relays", &json!({"socket": "gateway.sock"}));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let port = r.json()["port"].as_u64().expect("port") as u16;
+    // Nothing listens yet (the orchestrator is restarting): the connection is taken…
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    tcp.write_all(b"ping\n").expect("write");
+    std::thread::sleep(Duration::from_millis(700));
+    // …and goes through once the socket is served again.
+    let target = UnixListener::bind(relay_dir.path().join("gateway.sock")).expect("bind");
+    let (mut c, _) = target.accept().expect("the relayed connection arrives");
+    let mut line = String::new();
+    BufReader::new(c.try_clone().expect("clone"))
+        .read_line(&mut line)
+        .expect("read");
+    assert_eq!(line, "ping\n");
+    c.write_all(b"pong\n").expect("write");
+    let mut back = String::new();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    BufReader::new(tcp).read_line(&mut back).expect("read");
+    assert_eq!(back, "pong\n");
 }

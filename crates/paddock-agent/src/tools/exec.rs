@@ -136,7 +136,7 @@ pub(crate) async fn run_exec(
 }
 
 /// Reads the records of exec `id` again from the start (`GET /exec/{id}`): `None` when
-/// the worker knows no such exec.
+/// the worker never started it (`not_found`; a pruned one is refused as `expired`).
 pub(crate) async fn reattach_exec(
     worker: &WorkerClient,
     id: &str,
@@ -313,22 +313,30 @@ pub(crate) async fn bash(
     Ok(bash_outcome(&run, timeout_ms, limits))
 }
 
-/// A bash call started before (by an orchestrator that restarted since), read again
-/// from the worker: `Ok(None)` when the worker knows no such exec.
+/// A bash call started before (by an orchestrator that restarted since), asked again
+/// of the worker: its outcome when the worker has it; to run now when the worker never
+/// received it (the orchestrator stopped between recording the call's start and
+/// sending it); unknown when its records were pruned.
 pub(crate) async fn resume_bash(
     worker: &WorkerClient,
     input: &Value,
     limits: &ToolLimits,
     exec_id: &str,
-) -> Result<Option<ToolOutput>, String> {
-    let timeout_ms = match bash_request(input, limits, exec_id)? {
-        Ok((_, t)) => t,
-        Err(done) => return Ok(Some(done)),
+) -> super::Resumed {
+    use super::Resumed;
+    let timeout_ms = match bash_request(input, limits, exec_id) {
+        Ok(Ok((_, t))) => t,
+        Ok(Err(done)) => return Resumed::Done(done),
+        Err(e) => return Resumed::Done(ToolOutput::error(e)),
     };
-    let run = reattach_exec(worker, exec_id, limits.max_output_bytes, timeout_ms)
-        .await
-        .map_err(|e| e.describe())?;
-    Ok(run.map(|run| bash_outcome(&run, timeout_ms, limits)))
+    match reattach_exec(worker, exec_id, limits.max_output_bytes, timeout_ms).await {
+        Ok(Some(run)) => Resumed::Done(bash_outcome(&run, timeout_ms, limits)),
+        Ok(None) => Resumed::Rerun,
+        Err(ExecFailure::Refused { kind, .. }) if kind.as_deref() == Some("expired") => {
+            Resumed::Unknown
+        }
+        Err(e) => Resumed::Done(ToolOutput::error(e.describe())),
+    }
 }
 
 fn bash_outcome(run: &ExecRun, timeout_ms: u64, limits: &ToolLimits) -> ToolOutput {

@@ -312,9 +312,11 @@ pub async fn run_tool(
 pub enum Resumed {
     /// Its real outcome (a bash call's exec, re-read from the worker).
     Done(ToolOutput),
-    /// It may run again with no harm (reads, searches, a write of the same content).
+    /// It may run (again) with no harm: reads, searches, a write of the same content, or
+    /// a bash call the worker never received.
     Rerun,
-    /// Nobody can tell: the worker knows no such exec, or the call is not one to repeat.
+    /// Nobody can tell: the worker ran it but no longer has its records, or the call is
+    /// not one to repeat.
     Unknown,
 }
 
@@ -329,11 +331,7 @@ pub async fn resume_tool(
 ) -> Resumed {
     match tool.kind {
         ToolKind::Builtin(BuiltinTool::Bash) => {
-            match exec::resume_bash(worker, input, limits, exec_id).await {
-                Ok(Some(out)) => Resumed::Done(out),
-                Ok(None) => Resumed::Unknown,
-                Err(e) => Resumed::Done(ToolOutput::error(e)),
-            }
+            exec::resume_bash(worker, input, limits, exec_id).await
         }
         ToolKind::Builtin(
             BuiltinTool::Read

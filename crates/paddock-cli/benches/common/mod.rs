@@ -181,3 +181,34 @@ pub fn first_delta(resp: reqwest::Response) -> tokio::task::JoinHandle<Option<In
         panic!("the stream ended before the turn did");
     })
 }
+
+/// A bare `bwrap` with the namespaces and system mounts of a local runner, running
+/// `argv`: the raw baseline of the local backend.
+pub fn bare_bwrap(argv: &[&str]) -> Command {
+    let mut c = Command::new("bwrap");
+    c.args([
+        "--unshare-all",
+        "--unshare-user",
+        "--ro-bind",
+        "/usr",
+        "/usr",
+        "--symlink",
+        "usr/lib",
+        "/lib",
+        "--symlink",
+        "usr/lib64",
+        "/lib64",
+        "--symlink",
+        "usr/bin",
+        "/bin",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        "/tmp",
+        "--",
+    ])
+    .args(argv);
+    c
+}

@@ -129,7 +129,7 @@ impl Drop for Serve {
             for r in rows.as_array().into_iter().flatten() {
                 if let (Some(id), Some(state)) = (r["id"].as_str(), r["state"].as_str()) {
                     if state != "destroyed" {
-                        let _ = self.cli(&["runners", "destroy", id]);
+                        let _ = self.cli(&["runners", "destroy", "--wait", id]);
                     }
                 }
             }
@@ -149,6 +149,21 @@ pub fn bwrap() -> bool {
         "bwrap",
         has,
         "bubblewrap is not installed (scripts/test installs it)",
+    )
+}
+
+/// A Docker engine with the `paddock-base` image, else a printed skip (an error when
+/// `PADDOCK_REQUIRE_DOCKER=1`).
+pub fn docker_base() -> bool {
+    let ok = Command::new("docker")
+        .args(["image", "inspect", "paddock-base:latest"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    paddock_testkit::require_or_skip(
+        "docker",
+        ok,
+        "no Docker engine with the paddock-base image (scripts/test starts dockerd and runs scripts/images.sh)",
     )
 }
 

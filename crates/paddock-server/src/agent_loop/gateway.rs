@@ -104,12 +104,15 @@ impl Gateways {
     }
 
     /// Serves the gateway of runner `runner_id` (started at `started_at`) on
-    /// `socket_dir/gateway.sock`; returns the token of this start. Idempotent per start.
+    /// `socket_dir/gateway.sock`; returns the token of this start (`token`: the one an
+    /// earlier orchestrator minted for it, which the agent still holds; else a new
+    /// one). Idempotent per start.
     pub fn open(
         self: &Arc<Self>,
         runner_id: &str,
         started_at: Option<Timestamp>,
         socket_dir: &Path,
+        token: Option<String>,
     ) -> Result<String, String> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(o) = open.get(runner_id) {
@@ -118,7 +121,7 @@ impl Gateways {
             }
             o.task.abort();
         }
-        let token = random_token();
+        let token = token.unwrap_or_else(random_token);
         if token.is_empty() {
             return Err("no randomness source to mint a gateway token".into());
         }

@@ -167,15 +167,54 @@ struct StreamState {
     )>,
     /// Ids of the last events sent: a preview of one of them came too late.
     recent: VecDeque<String>,
+    /// Previews of events in `buffer`: they go out before those events.
+    early: VecDeque<SseEvent>,
+    /// Previews read along with `buffer` of events not in it: they go out after it.
+    late: VecDeque<serde_json::Value>,
+}
+
+/// The id of the event a preview announces.
+fn preview_target(p: &serde_json::Value) -> Option<&str> {
+    match p["type"].as_str()? {
+        "event_start" => p["event"]["id"].as_str(),
+        "event_delta" => p["event_id"].as_str(),
+        _ => None,
+    }
+}
+
+/// Takes the previews already produced when events were read from the store: those of
+/// the events just read go out before them (a preview precedes its event, which a slow
+/// stream may read in the same batch), the others after them.
+fn take_pending_previews(st: &mut StreamState) {
+    let Some((rx, wanted)) = st.previews.as_mut() else {
+        return;
+    };
+    let wanted = wanted.clone();
+    let mut pending = vec![];
+    loop {
+        match rx.try_recv() {
+            Ok(p) => pending.push(p),
+            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => continue,
+            Err(_) => break,
+        }
+    }
+    for p in pending {
+        let ours = preview_target(&p).is_some_and(|t| st.buffer.iter().any(|e| e.id == t));
+        if !ours {
+            st.late.push_back((*p).clone());
+        } else if let Some(f) = preview_frame(st, &wanted, &p) {
+            st.early.push_back(f);
+        }
+    }
 }
 
 /// The SSE frame of a preview, if the stream wants it and its event is not out yet.
 fn preview_frame(st: &StreamState, wanted: &[String], p: &serde_json::Value) -> Option<SseEvent> {
     let kind = p["type"].as_str()?;
-    let (target, target_type) = match kind {
-        "event_start" => (p["event"]["id"].as_str()?, p["event"]["type"].as_str()?),
-        "event_delta" => (p["event_id"].as_str()?, "agent.message"),
-        _ => return None,
+    let target = preview_target(p)?;
+    let target_type = match kind {
+        "event_start" => p["event"]["type"].as_str()?,
+        _ => "agent.message",
     };
     if !wanted.iter().any(|w| w == target_type) || st.recent.iter().any(|r| r == target) {
         return None;
@@ -196,6 +235,9 @@ fn event_stream(st: StreamState) -> impl Stream<Item = Result<SseEvent, Infallib
             if st.done {
                 return None;
             }
+            if let Some(f) = st.early.pop_front() {
+                return Some((Ok(f), st));
+            }
             if let Some(e) = st.buffer.pop_front() {
                 st.cursor = e.seq;
                 if st.previews.is_some() {
@@ -206,6 +248,17 @@ fn event_stream(st: StreamState) -> impl Stream<Item = Result<SseEvent, Infallib
                 }
                 let f = frame(&e);
                 return Some((Ok(f), st));
+            }
+            if let Some(p) = st.late.pop_front() {
+                let wanted = st
+                    .previews
+                    .as_ref()
+                    .map(|(_, w)| w.clone())
+                    .unwrap_or_default();
+                if let Some(f) = preview_frame(&st, &wanted, &p) {
+                    return Some((Ok(f), st));
+                }
+                continue;
             }
             // Mark the current tip as seen before reading, so that a commit racing
             // with the read still wakes us up.
@@ -218,6 +271,7 @@ fn event_stream(st: StreamState) -> impl Stream<Item = Result<SseEvent, Infallib
             {
                 Ok(events) if !events.is_empty() => {
                     st.buffer.extend(events);
+                    take_pending_previews(&mut st);
                     continue;
                 }
                 Ok(_) => {}
@@ -306,6 +360,8 @@ pub async fn stream(
         done: false,
         previews,
         recent: VecDeque::new(),
+        early: VecDeque::new(),
+        late: VecDeque::new(),
     };
     let mut resp = Sse::new(event_stream(st))
         .keep_alive(KeepAlive::new().interval(keepalive).text("keep-alive"))
@@ -315,4 +371,118 @@ pub async fn stream(
     resp.headers_mut()
         .insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AgentSettings, Config, RateLimitSettings};
+    use futures::StreamExt;
+    use paddock_core::event::ServerEvent;
+    use paddock_store::{SqliteStore, Store};
+    use std::sync::Arc;
+
+    /// A stream that is slow to read (here: not read at all until the message is
+    /// stored) still sends every preview of the message, before it.
+    #[tokio::test]
+    async fn previews_read_with_their_event_go_out_before_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = Config {
+            listen: "127.0.0.1:0".into(),
+            data_dir: dir.path().to_path_buf(),
+            rate_limit: RateLimitSettings {
+                per_second: 0.0,
+                burst: 0,
+            },
+            agent: AgentSettings {
+                enabled: false,
+                ..Default::default()
+            },
+            ..Config::default()
+        };
+        let store = Arc::new(SqliteStore::open(&cfg.database_path()).expect("store"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let server =
+            crate::Server::with_store(cfg, store as Arc<dyn Store>, listener).expect("server");
+        let st = server.state.clone();
+        let addr = server.local_addr().expect("addr");
+        tokio::spawn(server.run(std::future::pending()));
+        let http = reqwest::Client::new();
+        let post = |path: &str, body: serde_json::Value| {
+            let req = http.post(format!("http://{addr}{path}")).json(&body);
+            async move {
+                let v: serde_json::Value =
+                    req.send().await.expect("post").json().await.expect("json");
+                v["id"].as_str().expect("an id").to_string()
+            }
+        };
+        let agent = post(
+            "/v1/agents",
+            json!({"name": "a", "model": "claude-sonnet-4-6"}),
+        )
+        .await;
+        let env = post("/v1/environments", json!({"name": "e"})).await;
+        let sid = post(
+            "/v1/sessions",
+            json!({"agent": agent, "environment_id": env}),
+        )
+        .await;
+
+        let resp = stream(
+            State(st.clone()),
+            PathId(sid.clone()),
+            HeaderMap::new(),
+            RawQuery(Some("event_deltas[]=agent.message".into())),
+        )
+        .await
+        .expect("the stream opens");
+        let eid = id::new(id::EVENT);
+        st.hub.preview(
+            &sid,
+            json!({"type": "event_start", "event": {"id": eid, "type": "agent.message"}}),
+        );
+        for t in ["Wrote ", "it."] {
+            st.hub.preview(
+                &sid,
+                json!({"type": "event_delta", "event_id": eid, "delta": {"type": "content_delta", "index": 0, "content": {"type": "text", "text": t}}}),
+            );
+        }
+        let out = st
+            .store
+            .append_events(
+                &sid,
+                Append {
+                    events: vec![NewEvent::typed_with_id(
+                        eid.clone(),
+                        &ServerEvent::agent_text("Wrote it."),
+                    )],
+                    ..Append::default()
+                },
+            )
+            .await
+            .expect("append");
+        st.hub.published(&sid, out.events[0].seq);
+
+        let mut body = resp.into_body().into_data_stream();
+        let mut text = String::new();
+        while !text.contains("event: agent.message") {
+            let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
+                .await
+                .expect("the stream goes on")
+                .expect("a chunk")
+                .expect("bytes");
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        let kinds: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("event: "))
+            .collect();
+        assert_eq!(
+            kinds,
+            ["event_start", "event_delta", "event_delta", "agent.message"],
+            "{text}"
+        );
+    }
 }

@@ -1,6 +1,6 @@
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::Method;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use paddock_backend::worker::worker_error;
@@ -161,8 +161,24 @@ pub async fn start(State(s): State<AppState>, Id(id): Id) -> ApiResult<Response>
     Ok(axum::Json(s.manager.start(&id).await?).into_response())
 }
 
-pub async fn destroy(State(s): State<AppState>, Id(id): Id) -> ApiResult<Response> {
-    Ok(axum::Json(s.manager.destroy(&id).await?).into_response())
+pub async fn destroy(
+    State(s): State<AppState>,
+    PathId(id): PathId,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let mut q = Query::parse(q.as_deref())?;
+    let wait = q.bool("wait")?.unwrap_or(false);
+    q.finish()?;
+    if wait {
+        return Ok(axum::Json(s.manager.destroy(&id).await?).into_response());
+    }
+    let r = s.manager.destroy_soon(&id).await?;
+    let status = if r.state == RunnerState::Destroyed {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((status, axum::Json(r)).into_response())
 }
 
 /// Records an exec's duration when its stream goes away.

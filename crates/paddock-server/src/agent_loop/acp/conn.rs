@@ -25,7 +25,10 @@ use schema::{
 };
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use tokio::sync::mpsc;
+
+use super::tap::{self, Answers, Tap};
 use tokio_util::compat::{TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
 
 /// Where a runner's workspace is, as its processes see it.
@@ -261,17 +264,38 @@ async fn release_terminal(
     Ok(ReleaseTerminalResponse::new())
 }
 
-/// Connects to the agent process `proc_id` of a worker (attached from its first byte)
-/// and starts the ACP client on it; what the agent sends goes to `tx`.
+/// Where a connection attaches to the agent's stdout, and what it resumes.
+pub(crate) struct Attach {
+    /// The offset to read from (0: a new agent; else the first line of the turn being
+    /// resumed).
+    pub from: u64,
+    /// The turn whose prompt an earlier connection sent and that has not ended.
+    pub resumed_turn: Option<u32>,
+    pub answers: Arc<dyn Answers>,
+}
+
+/// Connects to the agent process `proc_id` of a worker (attached at `at.from`, through
+/// the tap) and starts the ACP client on it; what the agent sends goes to `tx`.
 pub(crate) async fn connect(
     worker: &WorkerClient,
     proc_id: &str,
     tx: mpsc::UnboundedSender<FromAgent>,
-) -> Result<Connection, String> {
-    let (io, _) = worker
-        .attach(proc_id, 0)
+    at: Attach,
+) -> Result<(Connection, Arc<Tap>), String> {
+    let status = worker
+        .json(Method::GET, &format!("/processes/{proc_id}"), None)
+        .await
+        .map_err(|e| format!("the agent's process: {e}"))?;
+    let (io, start) = worker
+        .attach(proc_id, at.from, true)
         .await
         .map_err(|e| format!("attaching to the agent's stdio: {e}"))?;
+    let tap = Arc::new(Tap {
+        consumed: AtomicU64::new(start),
+        replay_end: status["output_bytes"].as_u64().unwrap_or(0),
+    });
+    let io = tap::splice(io, start, tap.clone(), at.answers);
+    let resumed_turn = at.resumed_turn;
     let (read, write) = tokio::io::split(io);
     let transport = ByteStreams::new(write.compat_write(), read.compat());
     let (cx_tx, cx_rx) = tokio::sync::oneshot::channel::<v1::ConnectionTo<Agent>>();
@@ -300,6 +324,19 @@ pub(crate) async fn connect(
                     },
                     "$/cancel_request" => {
                         let _ = tx_n.send(FromAgent::Withdrawn);
+                    }
+                    tap::PROMPT_DONE => {
+                        if let Some(turn) = resumed_turn {
+                            let result = match (params.get("result"), params.get("error")) {
+                                (Some(r), _) => serde_json::from_value(r.clone()).map_err(|e| {
+                                    Error::internal_error().data(format!("the prompt's answer: {e}"))
+                                }),
+                                (None, Some(e)) => Err(serde_json::from_value(e.clone())
+                                    .unwrap_or_else(|_| Error::internal_error().data(e.to_string()))),
+                                (None, None) => Err(Error::internal_error().data("an empty answer")),
+                            };
+                            let _ = tx_n.send(FromAgent::PromptDone { turn, result });
+                        }
                     }
                     other => tracing::debug!(method = other, "ACP notification ignored"),
                 }
@@ -401,7 +438,7 @@ pub(crate) async fn connect(
     let cx = cx_rx
         .await
         .map_err(|_| "the ACP connection closed before it started".to_string())?;
-    Ok(Connection { cx, driver })
+    Ok((Connection { cx, driver }, tap))
 }
 
 /// `initialize`, checked: the agent must speak protocol version 1.

@@ -17,14 +17,21 @@
 //! * `user.interrupt` sends `session/cancel`.
 //! * A model call made over budget is refused by the gateway, and the turn stops with
 //!   `budget_reached` (and the runner, as for the built-in brain).
-//! * After an orchestrator restart, the agent's open turn cannot be taken over (its
-//!   JSON-RPC exchange was with the old process): the leftover agent is stopped and the
-//!   turn ends with a recoverable `session.error`; the next message starts a fresh
-//!   agent in the same runner and workspace.
+//! * The agent outlives an orchestrator restart. What a new orchestrator needs to take
+//!   it over is kept with its process in the worker (`PUT /processes/{id}/state`: its
+//!   ACP session, its gateway token, the turn it was prompted for and the stdout
+//!   offset where that turn began). The new orchestrator serves the gateway again
+//!   under the same token, attaches from that offset and replays the turn through the
+//!   tap (`tap.rs`): events are written once (their ids derive from offsets), requests
+//!   answered before are not answered again, and the prompt's answer, addressed to
+//!   the old connection, ends the turn. Only when that state cannot be had (the
+//!   runner restarted, the process is gone) does the turn end with a recoverable
+//!   `session.error`.
 
 mod conn;
 mod policy;
 mod pump;
+mod tap;
 
 use agent_client_protocol::v1::schema::{
     CancelNotification, ContentBlock, NewSessionRequest, PermissionOption, PromptRequest,
@@ -55,9 +62,10 @@ use super::gateway::{GatewayHooks, Gateways, SOCKET_NAME};
 use super::harness::{Harness, Progress, Step};
 use super::view::{Turn, View};
 use crate::error::ApiResult;
-use conn::{FromAgent, WORKSPACE};
+use conn::{Attach, FromAgent, WORKSPACE};
 use policy::Policy;
-use pump::{choose, Pump};
+use pump::{choose, Ids, Pump};
+use tap::{Answers, Tap};
 
 /// Wakes a session's driver.
 pub(crate) type Kick = Arc<dyn Fn(&str) + Send + Sync>;
@@ -99,6 +107,23 @@ pub(crate) struct Shared {
     pub closed: bool,
 }
 
+/// What an orchestrator needs to take a running agent over, kept with its process in
+/// the worker.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Handover {
+    /// The runner start the agent was started in (another start: not this agent).
+    runner_started: Option<String>,
+    acp_session: String,
+    /// The gateway token the agent was given.
+    token: String,
+    /// Where its event ids come from.
+    nonce: String,
+    started_ms: u64,
+    /// The last turn it was prompted for, and the stdout offset where that turn began.
+    turn: Option<u32>,
+    turn_from: u64,
+}
+
 /// A running agent of one session.
 struct Live {
     runner_id: String,
@@ -109,12 +134,35 @@ struct Live {
     acp_session: SessionId,
     shared: Arc<Mutex<Shared>>,
     tx: mpsc::UnboundedSender<FromAgent>,
+    tap: Arc<Tap>,
+    handover: Mutex<Handover>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Live {
     fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
         self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps the handover with the agent's process (for the next orchestrator).
+    async fn hand_over(&self, f: impl FnOnce(&mut Handover)) {
+        let h = {
+            let mut h = self.handover.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut h);
+            h.clone()
+        };
+        let body = serde_json::to_value(&h).unwrap_or_default();
+        if let Err(e) = self
+            .worker
+            .json(
+                Method::PUT,
+                &format!("/processes/{}/state", self.proc_id),
+                Some(&body),
+            )
+            .await
+        {
+            tracing::warn!(runner_id = %self.runner_id, error = %e, "cannot keep the ACP agent's handover in its worker; a restart will end its turn");
+        }
     }
 
     /// The last lines the agent wrote to stderr.
@@ -129,6 +177,102 @@ impl Live {
             .ok()
             .and_then(|v| v["text"].as_str().map(tail))
             .unwrap_or_default()
+    }
+}
+
+/// The answers to an agent's requests, recorded in the session's log (an empty append
+/// under an idempotency key per request): a replay finds them there.
+struct LoggedAnswers {
+    cx: Arc<Ctx>,
+    session_id: String,
+    nonce: String,
+}
+
+impl LoggedAnswers {
+    /// Records the answer to the request at `offset`; whether it was recorded before.
+    async fn record(&self, offset: u64) -> bool {
+        let key = format!("acp-answer:{}:{offset}", self.nonce);
+        let append = paddock_store::Append {
+            idempotency: Some(paddock_store::Idempotency {
+                request_hash: key.clone(),
+                key,
+            }),
+            ..paddock_store::Append::default()
+        };
+        match self.cx.store.append_events(&self.session_id, append).await {
+            Ok(a) => a.replayed,
+            Err(e) => {
+                tracing::warn!(session_id = %self.session_id, error = %e, "cannot record an answer to the ACP agent");
+                false
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Answers for LoggedAnswers {
+    async fn answered_before(&self, offset: u64) -> bool {
+        self.record(offset).await
+    }
+
+    async fn answered(&self, offset: u64) {
+        self.record(offset).await;
+    }
+}
+
+/// Tool uses of the log with their result written.
+fn resulted(view: &View) -> HashSet<String> {
+    view.messages
+        .iter()
+        .flat_map(|m| &m.content)
+        .filter_map(|p| match p {
+            paddock_agent::provider::ContentPart::ToolResult { tool_use_id, .. } => {
+                Some(tool_use_id.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// What [`Acp::assemble`] makes a live agent of.
+struct Parts {
+    runner_id: String,
+    runner_started: Option<Timestamp>,
+    proc_id: String,
+    worker: WorkerClient,
+    conn: conn::Connection,
+    tap: Arc<Tap>,
+    handover: Handover,
+    shared: Shared,
+    policy: Policy,
+}
+
+/// The agent's permission policy in its session's runner (offline, web_fetch is not
+/// offered and need not be allowed for the agent to run unasked).
+async fn policy_for(cx: &Ctx, session: &Session) -> Policy {
+    let network = cx.network(session).await != NetworkPolicy::None;
+    let available = paddock_agent::tools::available_tools(&session.agent.tools, network);
+    Policy::new(&available, network)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The runner's socket directory (where its model gateway is served), as its worker's
+/// socket says.
+fn socket_dir(worker: &WorkerClient, backend: &str) -> Result<std::path::PathBuf, String> {
+    match worker.connector() {
+        Connector::UnixSocket { path, .. } => path
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .ok_or_else(|| "the worker socket has no directory".to_string()),
+        Connector::Tcp { .. } => Err(format!(
+            "the {backend} backend has no runner socket directory to serve the model gateway in"
+        )),
     }
 }
 
@@ -311,19 +455,10 @@ impl Acp {
             .map_err(|e| e.to_string())?;
         let (worker, rid) = cx.worker_for(&fresh).await?;
         let runner = cx.store.get_runner(&rid).await.map_err(|e| e.to_string())?;
-        let sock_dir = match worker.connector() {
-            Connector::UnixSocket { path, .. } => path
-                .parent()
-                .map(std::path::Path::to_path_buf)
-                .ok_or("the worker socket has no directory")?,
-            Connector::Tcp { .. } => {
-                return Err(format!(
-                    "the {} backend has no runner socket directory to serve the model gateway in",
-                    runner.backend
-                ))
-            }
-        };
-        let token = self.gateways.open(&rid, runner.started_at, &sock_dir)?;
+        let sock_dir = socket_dir(&worker, &runner.backend)?;
+        let token = self
+            .gateways
+            .open(&rid, runner.started_at, &sock_dir, None)?;
         let relay = worker
             .json(
                 Method::POST,
@@ -358,12 +493,7 @@ impl Acp {
                 })?;
             (paddock_agent::gateway::base_url(*w, &gateway), n.clone())
         };
-        let network = cx.network(&fresh).await;
-        let available = paddock_agent::tools::available_tools(
-            &fresh.agent.tools,
-            network != NetworkPolicy::None,
-        );
-        let policy = Policy::new(&available);
+        let policy = policy_for(cx, &fresh).await;
         let unasked = policy.allows_everything();
         let ask = if unasked { &l.ask.0 } else { &l.ask.1 };
         let nonce = super::gateway::random_token();
@@ -429,7 +559,18 @@ impl Acp {
                 .unwrap_or_default()
         };
         let (tx, rx) = mpsc::unbounded_channel();
-        let c = conn::connect(&worker, &pid, tx.clone()).await?;
+        let id_nonce = super::gateway::random_token();
+        let answers = Arc::new(LoggedAnswers {
+            cx: cx.clone(),
+            session_id: session.id.clone(),
+            nonce: id_nonce.clone(),
+        });
+        let at = Attach {
+            from: 0,
+            resumed_turn: None,
+            answers,
+        };
+        let (c, tap) = conn::connect(&worker, &pid, tx.clone(), at).await?;
         let setup = async {
             conn::initialize(&c.cx, l.fs).await?;
             let new =
@@ -461,12 +602,7 @@ impl Acp {
                 ));
             }
         };
-        let network = cx.network(&fresh).await;
-        let available = paddock_agent::tools::available_tools(
-            &fresh.agent.tools,
-            network != NetworkPolicy::None,
-        );
-        let policy = Policy::new(&available);
+        let policy = policy_for(cx, &fresh).await;
         let mode = if policy.allows_everything() {
             l.mode_allow
         } else {
@@ -484,32 +620,167 @@ impl Acp {
                 tracing::warn!(session_id = %session.id, mode = %m, error = %e, "the ACP agent refused the session mode");
             }
         }
-        let shared = Arc::new(Mutex::new(Shared::default()));
+        tracing::info!(session_id = %session.id, runner_id = %rid, adapter = h.adapter.as_str(), "ACP agent started");
+        let handover = Handover {
+            runner_started: runner.started_at.map(paddock_core::ts::format),
+            acp_session: new.session_id.0.to_string(),
+            token,
+            nonce: id_nonce,
+            started_ms: now_ms(),
+            turn: None,
+            turn_from: 0,
+        };
+        let live = self.assemble(
+            &session.id,
+            Parts {
+                runner_id: rid,
+                runner_started: runner.started_at,
+                proc_id: pid,
+                worker,
+                conn: c,
+                tap,
+                handover,
+                shared: Shared::default(),
+                policy,
+            },
+            (tx, rx),
+        );
+        live.hand_over(|_| {}).await;
+        Ok(live)
+    }
+
+    /// A live agent of session `sid` from its parts: its pump started, registered.
+    fn assemble(
+        &self,
+        sid: &str,
+        p: Parts,
+        (tx, rx): (
+            mpsc::UnboundedSender<FromAgent>,
+            mpsc::UnboundedReceiver<FromAgent>,
+        ),
+    ) -> Arc<Live> {
+        let shared = Arc::new(Mutex::new(p.shared));
+        let ids = Ids {
+            nonce: p.handover.nonce.clone(),
+            ms: p.handover.started_ms,
+            replay_end: p.tap.replay_end,
+        };
         let pump = Pump::new(
-            cx.clone(),
-            session.id.clone(),
+            self.cx.clone(),
+            sid.to_string(),
             shared.clone(),
-            policy,
+            p.policy,
             self.kick_fn(),
+            ids,
         );
         let pump = tokio::spawn(pump.run(rx));
-        tracing::info!(session_id = %session.id, runner_id = %rid, adapter = h.adapter.as_str(), "ACP agent started");
         let live = Arc::new(Live {
-            runner_id: rid,
-            runner_started: runner.started_at,
-            proc_id: pid,
-            worker,
-            conn: c.cx,
-            acp_session: new.session_id,
+            runner_id: p.runner_id,
+            runner_started: p.runner_started,
+            proc_id: p.proc_id,
+            worker: p.worker,
+            conn: p.conn.cx,
+            acp_session: SessionId::new(p.handover.acp_session.clone()),
             shared,
             tx,
-            tasks: vec![c.driver, pump],
+            tap: p.tap,
+            handover: Mutex::new(p.handover),
+            tasks: vec![p.conn.driver, pump],
         });
         self.live
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(session.id.clone(), live.clone());
-        Ok(live)
+            .insert(sid.to_string(), live.clone());
+        live
+    }
+
+    /// Takes over the session's agent that an earlier orchestrator started, when its
+    /// process runs on in the same runner start and kept its handover. `view` is the
+    /// log so far: an open turn the agent was prompted for is replayed and resumed.
+    async fn reattach(&self, session: &Session, view: &View) -> Result<Arc<Live>, String> {
+        let cx = &self.cx;
+        let rid = session
+            .runner_id
+            .clone()
+            .ok_or("the session has no runner")?;
+        let runner = cx.store.get_runner(&rid).await.map_err(|e| e.to_string())?;
+        if runner.state != RunnerState::Running {
+            return Err(format!("its runner is {}", runner.state.as_str()));
+        }
+        let worker = cx.manager.worker(&rid).await.map_err(|e| e.to_string())?;
+        let pid = proc_id(&session.id);
+        let status = worker
+            .json(Method::GET, &format!("/processes/{pid}"), None)
+            .await
+            .map_err(|e| format!("no agent process: {e}"))?;
+        if status["running"] != true {
+            return Err("the agent's process has exited".into());
+        }
+        let handover: Handover = serde_json::from_value(status["state"].clone())
+            .map_err(|e| format!("the agent's process kept no handover: {e}"))?;
+        if handover.runner_started != runner.started_at.map(paddock_core::ts::format) {
+            return Err("the agent was started in another start of the runner".into());
+        }
+        let sock_dir = socket_dir(&worker, &runner.backend)?;
+        self.gateways.open(
+            &rid,
+            runner.started_at,
+            &sock_dir,
+            Some(handover.token.clone()),
+        )?;
+        let open = view.turn.is_some();
+        let resumed_turn = handover.turn.filter(|t| open && *t == view.turns);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let answers = Arc::new(LoggedAnswers {
+            cx: cx.clone(),
+            session_id: session.id.clone(),
+            nonce: handover.nonce.clone(),
+        });
+        // A turn to resume is replayed from its first line; else the agent is idle
+        // and only what it writes from now on is read (replaying an ended turn would
+        // hand its words to the next one).
+        let from = match resumed_turn {
+            Some(_) => handover.turn_from,
+            None => status["output_bytes"]
+                .as_u64()
+                .unwrap_or(handover.turn_from),
+        };
+        let at = Attach {
+            from,
+            resumed_turn,
+            answers,
+        };
+        let (c, tap) = match conn::connect(&worker, &pid, tx.clone(), at).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.gateways.close(&rid);
+                return Err(e);
+            }
+        };
+        let policy = policy_for(cx, session).await;
+        let shared = Shared {
+            turn: open.then_some(view.turns),
+            turn_started: open.then(Instant::now),
+            prompted: resumed_turn,
+            resulted: resulted(view),
+            ..Shared::default()
+        };
+        tracing::info!(session_id = %session.id, runner_id = %rid, resumed_turn, from, "ACP agent taken over after a restart");
+        Ok(self.assemble(
+            &session.id,
+            Parts {
+                runner_id: rid,
+                runner_started: runner.started_at,
+                proc_id: pid,
+                worker,
+                conn: c,
+                tap,
+                handover,
+                shared,
+                policy,
+            },
+            (tx, rx),
+        ))
     }
 
     /// Ends the open turn by how its prompt ended.
@@ -585,8 +856,14 @@ impl Harness for Acp {
         if self.live(&session.id).is_some() || !cx.before_restart(turn.started_at) {
             return Ok(None);
         }
-        // The turn's agent spoke to the orchestrator before this one: stop what is
-        // left of it, and end the turn so the user can go on.
+        // The turn's agent spoke to the orchestrator before this one: take it over.
+        match self.reattach(session, view).await {
+            Ok(_) => return Ok(None),
+            Err(why) => {
+                tracing::info!(session_id = %session.id, reason = %why, "cannot take the ACP agent over; its turn ends");
+            }
+        }
+        // Else stop what is left of it, and end the turn so the user can go on.
         if let Some(rid) = &session.runner_id {
             if let Ok(w) = cx.manager.worker(rid).await {
                 let _ = w
@@ -643,8 +920,14 @@ impl Harness for Acp {
         let live = match self.usable(sid).await {
             Some(l) => l,
             None => {
+                // An agent an earlier orchestrator started goes on; else a new one.
                 let started = tokio::select! {
-                    r = self.start(session) => r,
+                    r = async {
+                        match self.reattach(session, view).await {
+                            Ok(l) => Ok(l),
+                            Err(_) => self.start(session).await,
+                        }
+                    } => r,
                     _ = interrupts.changed() => return Ok(Progress::Continue),
                 };
                 match started {
@@ -743,7 +1026,15 @@ impl Harness for Acp {
             vec![ContentBlock::Text(TextContent::new(text))],
         );
         let (conn, tx) = (live.conn.clone(), live.tx.clone());
+        let from = live.tap.consumed.load(std::sync::atomic::Ordering::SeqCst);
+        let live = live.clone();
         tokio::spawn(async move {
+            // Kept before the prompt goes: a restart replays the turn from here.
+            live.hand_over(|h| {
+                h.turn = Some(turn_no);
+                h.turn_from = from;
+            })
+            .await;
             let result = conn.send_request(req).block_task().await;
             let _ = tx.send(FromAgent::PromptDone {
                 turn: turn_no,

@@ -25,6 +25,7 @@ pub(crate) struct Decision {
 
 pub(crate) struct Policy {
     tools: Vec<(BuiltinTool, PermissionPolicy)>,
+    network: bool,
 }
 
 fn mapped(kind: &ToolKind) -> Option<BuiltinTool> {
@@ -73,7 +74,9 @@ fn input_for(tool: BuiltinTool, raw: &Value, paths: &[String]) -> Value {
 }
 
 impl Policy {
-    pub fn new(available: &[AvailableTool]) -> Self {
+    /// The policy of the tools `available` to the agent, in a runner with network or
+    /// without (where web_fetch is not offered, and need not be allowed).
+    pub fn new(available: &[AvailableTool], network: bool) -> Self {
         let tools = available
             .iter()
             .filter_map(|t| match t.kind {
@@ -81,7 +84,7 @@ impl Policy {
                 PaddockTool::Custom => None,
             })
             .collect();
-        Policy { tools }
+        Policy { tools, network }
     }
 
     /// Whether every call may run unasked (so the agent can be told not to ask).
@@ -94,6 +97,7 @@ impl Policy {
             BuiltinTool::WebFetch,
         ]
         .iter()
+        .filter(|b| self.network || **b != BuiltinTool::WebFetch)
         .all(|b| {
             self.tools
                 .iter()
@@ -141,7 +145,10 @@ mod tests {
     fn policy_on(tools: Value, network: bool) -> Policy {
         let tools: Vec<Tool> = serde_json::from_value(tools).expect("tools");
         let tools = paddock_core::agent::resolve_tools(tools, &[]).expect("resolved");
-        Policy::new(&paddock_agent::tools::available_tools(&tools, network))
+        Policy::new(
+            &paddock_agent::tools::available_tools(&tools, network),
+            network,
+        )
     }
 
     fn policy(tools: Value) -> Policy {
@@ -152,9 +159,16 @@ mod tests {
     fn calls_are_judged_as_the_builtin_tool_of_their_kind() {
         let all = policy(json!([{"type": "agent_toolset_20260401"}]));
         assert!(all.allows_everything());
-        // Without network, web_fetch is not offered: the agent must ask, and is judged.
+        // Without network, web_fetch is not offered, and need not be allowed.
         let offline = policy_on(json!([{"type": "agent_toolset_20260401"}]), false);
-        assert!(!offline.allows_everything());
+        assert!(offline.allows_everything());
+        // With network, a web_fetch that asks means the agent must ask.
+        let fetch_asks = policy_on(
+            json!([{"type": "agent_toolset_20260401",
+                    "configs": [{"name": "web_fetch", "permission_policy": {"type": "always_ask"}}]}]),
+            true,
+        );
+        assert!(!fetch_asks.allows_everything());
         let d = all.decide(&ToolKind::Execute, &json!({"command": "rm -rf /"}), &[]);
         assert_eq!(d.permission, EvaluatedPermission::Allow);
 

@@ -11,6 +11,11 @@
 //!
 //! Events are written only while a turn of this connection is open: what an agent
 //! says after an interrupt or before its first turn is not part of any turn.
+//!
+//! Every event's id is derived: a tool call's use and result from the agent's id of
+//! the call, the others from the stdout offset of the message they came of (see
+//! `tap.rs`); each event is appended under its id as idempotency key, so a connection
+//! that replays a turn after a restart writes nothing twice.
 
 use agent_client_protocol::v1::schema::{
     self, ContentBlock, PermissionOptionKind, RequestPermissionOutcome, RequestPermissionResponse,
@@ -18,6 +23,7 @@ use agent_client_protocol::v1::schema::{
 };
 use paddock_core::event::{EvaluatedPermission, NewEvent, ServerEvent, ToolUse};
 use paddock_core::id;
+use paddock_store::{Append, Idempotency};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,6 +31,7 @@ use tokio::sync::mpsc;
 
 use super::conn::FromAgent;
 use super::policy::Policy;
+use super::tap::offset_of;
 use super::{Ask, Kick, Outcome, Shared};
 use crate::agent_loop::ctx::Ctx;
 
@@ -119,12 +126,26 @@ fn block_text(b: &ContentBlock) -> String {
     }
 }
 
+/// Where the ids of an agent's events come from.
+pub(crate) struct Ids {
+    /// Unique to the agent's process (its offsets start again with a new one).
+    pub nonce: String,
+    /// The millisecond its ids are stamped with (the process's start).
+    pub ms: u64,
+    /// Messages below this offset were read before: no previews of them.
+    pub replay_end: u64,
+}
+
 pub(crate) struct Pump {
     pub cx: Arc<Ctx>,
     pub session_id: String,
     pub shared: Arc<std::sync::Mutex<Shared>>,
     pub policy: Policy,
     pub kick: Kick,
+    ids: Ids,
+    /// The stdout offset of the message being handled, and the ids derived from it.
+    at: u64,
+    derived: u32,
     /// The agent was told to ask before (some) tool calls.
     may_ask: bool,
     text: String,
@@ -140,6 +161,7 @@ impl Pump {
         shared: Arc<std::sync::Mutex<Shared>>,
         policy: Policy,
         kick: Kick,
+        ids: Ids,
     ) -> Self {
         Pump {
             cx,
@@ -148,6 +170,9 @@ impl Pump {
             may_ask: !policy.allows_everything(),
             policy,
             kick,
+            ids,
+            at: 0,
+            derived: 0,
             text: String::new(),
             text_id: None,
             thinking: false,
@@ -163,11 +188,37 @@ impl Pump {
         self.shared().turn.is_some()
     }
 
+    /// The next id derived from the message being handled.
+    fn next_id(&mut self) -> String {
+        let seed = format!("{}:{}:{}", self.ids.nonce, self.at, self.derived);
+        self.derived += 1;
+        id::derived(id::EVENT, self.ids.ms, &seed)
+    }
+
+    /// The id of `what` (`use`, `result`) of the agent's tool call `call`.
+    fn call_id(&self, what: &str, call: &str) -> String {
+        let seed = format!("{}:{what}:{call}", self.ids.nonce);
+        id::derived(id::EVENT, self.ids.ms, &seed)
+    }
+
+    fn handling(&mut self, offset: Option<u64>) {
+        if let Some(o) = offset {
+            self.at = o;
+            self.derived = 0;
+        }
+    }
+
     pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<FromAgent>) {
         while let Some(m) = rx.recv().await {
             let r = match m {
-                FromAgent::Update(n) => self.update(n.update).await,
-                FromAgent::Permission { request, reply } => self.permission(*request, reply).await,
+                FromAgent::Update(n) => {
+                    self.handling(offset_of(n.meta.as_ref()));
+                    self.update(n.update).await
+                }
+                FromAgent::Permission { request, reply } => {
+                    self.handling(offset_of(request.meta.as_ref()));
+                    self.permission(*request, reply).await
+                }
                 FromAgent::Withdrawn => Ok(()),
                 FromAgent::PromptDone { turn, result } => {
                     let r = self.flush().await;
@@ -214,11 +265,33 @@ impl Pump {
         (self.kick)(&self.session_id);
     }
 
-    async fn emit(&self, events: Vec<NewEvent>) -> crate::error::ApiResult<()> {
-        if !self.turn_open() || events.is_empty() {
+    /// Appends events, each under its derived id as idempotency key: written once, also
+    /// when a replay comes to them again.
+    async fn emit(&mut self, events: Vec<NewEvent>) -> crate::error::ApiResult<()> {
+        if !self.turn_open() {
             return Ok(());
         }
-        self.cx.emit_events(&self.session_id, events).await?;
+        for mut e in events {
+            let id = match &e.id {
+                Some(id) => id.clone(),
+                None => self.next_id(),
+            };
+            e.id = Some(id.clone());
+            let idempotency = Some(Idempotency {
+                key: format!("acp:{id}"),
+                request_hash: id,
+            });
+            self.cx
+                .emit(
+                    &self.session_id,
+                    Append {
+                        events: vec![e],
+                        idempotency,
+                        ..Append::default()
+                    },
+                )
+                .await?;
+        }
         Ok(())
     }
 
@@ -239,18 +312,28 @@ impl Pump {
             return;
         }
         let sid = self.session_id.clone();
-        let eid = self.text_id.get_or_insert_with(|| {
-            let eid = id::new(id::EVENT);
+        // What an earlier connection read was previewed then (or is stored already).
+        let live = self.at >= self.ids.replay_end;
+        let eid = match &self.text_id {
+            Some(e) => e.clone(),
+            None => {
+                let eid = self.next_id();
+                if live {
+                    self.cx.hub.preview(
+                        &sid,
+                        json!({"type": "event_start", "event": {"id": eid, "type": "agent.message"}}),
+                    );
+                }
+                self.text_id = Some(eid.clone());
+                eid
+            }
+        };
+        if live {
             self.cx.hub.preview(
                 &sid,
-                json!({"type": "event_start", "event": {"id": eid, "type": "agent.message"}}),
+                json!({"type": "event_delta", "event_id": eid, "delta": {"type": "content_delta", "index": 0, "content": {"type": "text", "text": t}}}),
             );
-            eid
-        });
-        self.cx.hub.preview(
-            &sid,
-            json!({"type": "event_delta", "event_id": eid, "delta": {"type": "content_delta", "index": 0, "content": {"type": "text", "text": t}}}),
-        );
+        }
         self.text.push_str(t);
     }
 
@@ -343,11 +426,11 @@ impl Pump {
         permission: EvaluatedPermission,
         evaluation: Option<Value>,
     ) -> Option<(String, NewEvent)> {
-        let call = self.calls.get_mut(id)?;
-        if call.event.is_some() {
+        if self.calls.get(id)?.event.is_some() {
             return None;
         }
-        let eid = id::new(id::EVENT);
+        let eid = self.call_id("use", id);
+        let call = self.calls.get_mut(id)?;
         call.event = Some(eid.clone());
         let e = ServerEvent::AgentToolUse(ToolUse {
             name: call.tool_name(),
@@ -363,7 +446,12 @@ impl Pump {
     /// written one already, for a call the user denied).
     fn result_event(&self, eid: &str, text: String, is_error: bool) -> Option<NewEvent> {
         let fresh = self.shared().resulted.insert(eid.to_string());
-        fresh.then(|| ServerEvent::tool_result(eid, text, is_error).into())
+        fresh.then(|| {
+            NewEvent::typed_with_id(
+                self.call_id("result", eid),
+                &ServerEvent::tool_result(eid, text, is_error),
+            )
+        })
     }
 
     async fn status(&mut self, id: &str, status: ToolCallStatus) -> crate::error::ApiResult<()> {
