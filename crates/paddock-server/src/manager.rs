@@ -926,6 +926,11 @@ impl Manager {
 
     /// A client of the runner's worker; the runner must be running.
     pub async fn worker(&self, id: &str) -> ApiResult<WorkerClient> {
+        Ok(self.worker_of(id).await?.1)
+    }
+
+    /// A running runner and a client of its worker.
+    pub async fn worker_of(&self, id: &str) -> ApiResult<(Runner, WorkerClient)> {
         let r = self.store.get_runner(id).await?;
         if r.state != RunnerState::Running {
             return Err(CoreError::Conflict {
@@ -933,7 +938,8 @@ impl Manager {
             }
             .into());
         }
-        Ok(WorkerClient::new(self.backend(&r.backend)?.connector(id)))
+        let client = WorkerClient::new(self.backend(&r.backend)?.connector(id));
+        Ok((r, client))
     }
 
     pub async fn sandbox_logs(&self, id: &str, tail: usize) -> ApiResult<String> {

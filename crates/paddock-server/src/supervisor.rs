@@ -173,10 +173,15 @@ impl Manager {
     }
 
     /// Records activity, so the idle timeout counts from now.
-    pub async fn touch(&self, id: &str) {
-        if let Err(e) = self.store.touch_runner(id, ts::now()).await {
-            tracing::warn!(runner_id = %id, error = %e, "cannot record runner activity");
-        }
+    /// Records activity on a runner, in the background: a write (an fsync) per request
+    /// would be most of an exec's time through the API.
+    pub fn touch(&self, id: &str) {
+        let (store, id, at) = (self.store.clone(), id.to_string(), ts::now());
+        tokio::spawn(async move {
+            if let Err(e) = store.touch_runner(&id, at).await {
+                tracing::warn!(runner_id = %id, error = %e, "cannot record runner activity");
+            }
+        });
     }
 
     pub async fn update(&self, id: &str, u: RunnerUpdate) -> ApiResult<Runner> {
@@ -697,7 +702,7 @@ impl Manager {
                 if (now - last).as_seconds_f64() >= idle as f64 {
                     if self.has_running_commands(r).await {
                         // A long command is activity too.
-                        self.touch(&r.id).await;
+                        self.touch(&r.id);
                     } else {
                         return Some(format!("idle timeout: no activity for {idle} s"));
                     }

@@ -212,3 +212,37 @@ pub fn bare_bwrap(argv: &[&str]) -> Command {
     .args(argv);
     c
 }
+
+/// Reads an opened session event stream until its turn ends (in a task, like
+/// [`first_delta`]): when the first event of type `ty` came.
+pub fn first_of(resp: reqwest::Response, ty: &'static str) -> tokio::task::JoinHandle<Instant> {
+    use futures::StreamExt;
+    assert_eq!(resp.status().as_u16(), 200, "stream status");
+    let mut body = resp.bytes_stream();
+    tokio::spawn(async move {
+        let mut buf = String::new();
+        let mut first: Option<Instant> = None;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.expect("stream chunk");
+            let now = Instant::now();
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let frame: String = buf.drain(..end + 2).collect();
+                let event = frame
+                    .lines()
+                    .find_map(|l| l.strip_prefix("event:"))
+                    .map(str::trim)
+                    .unwrap_or("");
+                if event == ty {
+                    first.get_or_insert(now);
+                }
+                match event {
+                    "session.error" => panic!("the turn failed: {frame}"),
+                    "session.status_idle" => return first.expect("the event came"),
+                    _ => {}
+                }
+            }
+        }
+        panic!("the stream ended before the turn did");
+    })
+}

@@ -467,7 +467,7 @@ impl Builtin {
             },
             _ = irx.changed() => return Ok(Raced::Interrupted),
         };
-        cx.manager.touch(&rid).await;
+        cx.manager.touch(&rid);
         let exec_id = format!("tool-{}", p.id);
         cx.emit_one(
             &session.id,
@@ -495,7 +495,7 @@ impl Builtin {
                 return Ok(Raced::Interrupted);
             }
         };
-        cx.manager.touch(&rid).await;
+        cx.manager.touch(&rid);
         if tool == BuiltinTool::Bash {
             if let Ok(r) = cx.store.get_runner(&rid).await {
                 cx.metrics.record_exec(&r.backend, started.elapsed());

@@ -205,8 +205,8 @@ async fn forward(
     body: Bytes,
     content_type: Option<&str>,
 ) -> ApiResult<Response> {
-    let client = s.manager.worker(id).await?;
-    s.manager.touch(id).await;
+    let (runner, client) = s.manager.worker_of(id).await?;
+    s.manager.touch(id);
     let pq = match query {
         Some(q) if !q.is_empty() => format!("{worker_path}?{q}"),
         _ => worker_path.to_string(),
@@ -227,15 +227,9 @@ async fn forward(
     let (parts, body) = resp.into_parts();
     let body = if worker_path == "/exec" {
         // The exec's duration is its whole stream (recorded when it ends or is dropped).
-        let backend = s
-            .store
-            .get_runner(id)
-            .await
-            .map(|r| r.backend)
-            .unwrap_or_default();
         let timer = ExecTimer {
             metrics: s.metrics.clone(),
-            backend,
+            backend: runner.backend,
             started: std::time::Instant::now(),
         };
         let stream = futures::StreamExt::map(body.into_data_stream(), move |chunk| {
