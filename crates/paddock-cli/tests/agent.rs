@@ -1087,6 +1087,16 @@ fn a_model_call_cut_off_by_a_crash_is_made_again_once() {
         rig.wait_for(&sid, 60, |e| {
             !of_type(e, "span.model_request_start").is_empty()
         });
+        // The span opens before the request is sent: crash once the provider has it (a
+        // crash before it did would make the repeat the first call the script sees).
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while rig.models.request_count() < 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "[{kind}] the model call never reached the provider"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
         rig.serve.take().expect("serving").crash();
         rig.start();
         let evs = rig.wait_idle(&sid, "end_turn", 1);
