@@ -12,23 +12,13 @@ use common::{post, stats, Serve};
 use paddock_backend::{Connector, WorkerClient};
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 use std::time::Instant;
 
 #[tokio::main]
 async fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        println!("api_exec: bench");
+    let Some(n) = common::samples("api_exec", 300) else {
         return;
-    }
-    if Command::new("bwrap").arg("--version").output().is_err() {
-        println!("api_exec: skipped, bubblewrap is not installed");
-        return;
-    }
-    let n: usize = std::env::var("PADDOCK_BENCH_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let config = dir.path().join("paddock.toml");

@@ -12,7 +12,6 @@ use common::{call, first_of, post, stats, Serve};
 use paddock_testkit::model_server::{ModelServer, Reply, Script};
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// One turn: a `bash echo` call, then a text answer; the time from the POST of the
@@ -37,23 +36,18 @@ async fn turn(http: &reqwest::Client, url: &str, models: &ModelServer, sid: &str
         json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": "run it"}]}]}),
     )
     .await;
-    result.await.expect("stream reader") - sent
+    result
+        .await
+        .expect("stream reader")
+        .expect("the call's result streamed")
+        - sent
 }
 
 #[tokio::main]
 async fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        println!("first_tool_call: bench");
+    let Some(n) = common::samples("first_tool_call", 20) else {
         return;
-    }
-    if Command::new("bwrap").arg("--version").output().is_err() {
-        println!("first_tool_call: skipped, bubblewrap is not installed");
-        return;
-    }
-    let n: usize = std::env::var("PADDOCK_BENCH_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
+    };
     let models = ModelServer::start(Script::default())
         .await
         .expect("model server");

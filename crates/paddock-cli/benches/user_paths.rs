@@ -53,18 +53,9 @@ fn pair(name: &str, ours: Vec<Duration>, base_name: &str, base: Vec<Duration>) {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        println!("user_paths: bench");
+    let Some(n) = common::samples("user_paths", 20) else {
         return;
-    }
-    if Command::new("bwrap").arg("--version").output().is_err() {
-        println!("user_paths: skipped, bubblewrap is not installed");
-        return;
-    }
-    let n: usize = std::env::var("PADDOCK_BENCH_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::set_permissions(
         dir.path(),

@@ -151,6 +151,14 @@ pub async fn post(http: &reqwest::Client, url: String, body: Value) -> Value {
 /// stamped as they arrive while the caller POSTs): when its first `event_delta` came,
 /// `None` if no preview streamed.
 pub fn first_delta(resp: reqwest::Response) -> tokio::task::JoinHandle<Option<Instant>> {
+    first_of(resp, "event_delta")
+}
+
+/// The same for the first event of type `ty`.
+pub fn first_of(
+    resp: reqwest::Response,
+    ty: &'static str,
+) -> tokio::task::JoinHandle<Option<Instant>> {
     use futures::StreamExt;
     assert_eq!(resp.status().as_u16(), 200, "stream status");
     let mut body = resp.bytes_stream();
@@ -168,10 +176,10 @@ pub fn first_delta(resp: reqwest::Response) -> tokio::task::JoinHandle<Option<In
                     .find_map(|l| l.strip_prefix("event:"))
                     .map(str::trim)
                     .unwrap_or("");
+                if event == ty {
+                    first.get_or_insert(now);
+                }
                 match event {
-                    "event_delta" => {
-                        first.get_or_insert(now);
-                    }
                     "session.error" => panic!("the turn failed: {frame}"),
                     "session.status_idle" => return first,
                     _ => {}
@@ -180,6 +188,25 @@ pub fn first_delta(resp: reqwest::Response) -> tokio::task::JoinHandle<Option<In
         }
         panic!("the stream ended before the turn did");
     })
+}
+
+/// What a bench binary does first: answers `--list`, skips without bubblewrap (`None`),
+/// else the number of samples (`PADDOCK_BENCH_N`, or `default`).
+pub fn samples(name: &str, default: usize) -> Option<usize> {
+    if std::env::args().any(|a| a == "--list") {
+        println!("{name}: bench");
+        return None;
+    }
+    if Command::new("bwrap").arg("--version").output().is_err() {
+        println!("{name}: skipped, bubblewrap is not installed");
+        return None;
+    }
+    Some(
+        std::env::var("PADDOCK_BENCH_N")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default),
+    )
 }
 
 /// A bare `bwrap` with the namespaces and system mounts of a local runner, running
@@ -211,38 +238,4 @@ pub fn bare_bwrap(argv: &[&str]) -> Command {
     ])
     .args(argv);
     c
-}
-
-/// Reads an opened session event stream until its turn ends (in a task, like
-/// [`first_delta`]): when the first event of type `ty` came.
-pub fn first_of(resp: reqwest::Response, ty: &'static str) -> tokio::task::JoinHandle<Instant> {
-    use futures::StreamExt;
-    assert_eq!(resp.status().as_u16(), 200, "stream status");
-    let mut body = resp.bytes_stream();
-    tokio::spawn(async move {
-        let mut buf = String::new();
-        let mut first: Option<Instant> = None;
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.expect("stream chunk");
-            let now = Instant::now();
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buf.find("\n\n") {
-                let frame: String = buf.drain(..end + 2).collect();
-                let event = frame
-                    .lines()
-                    .find_map(|l| l.strip_prefix("event:"))
-                    .map(str::trim)
-                    .unwrap_or("");
-                if event == ty {
-                    first.get_or_insert(now);
-                }
-                match event {
-                    "session.error" => panic!("the turn failed: {frame}"),
-                    "session.status_idle" => return first.expect("the event came"),
-                    _ => {}
-                }
-            }
-        }
-        panic!("the stream ended before the turn did");
-    })
 }
