@@ -1,5 +1,6 @@
 //! The production provider code against the scripted model server
 //! (`paddock_testkit::model_server`), for both wire formats.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use anyhow::{anyhow, Context, Result};
 use futures::StreamExt;

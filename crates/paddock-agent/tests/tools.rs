@@ -1,5 +1,6 @@
 //! The built-in tools against a real worker (`paddock_worker`, in-process, on a Unix
 //! socket in a temporary directory). The worker's workspace plays `/workspace`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use paddock_agent::tools::{
     resume_tool, run_builtin, run_tool, AvailableTool, Resumed, ToolKind, ToolLimits, ToolOutput,

@@ -13,6 +13,7 @@
 //!   bare `bwrap` of the same mounts, and against the first token of a warm agent.
 //!
 //! It only measures: nothing here asserts a timing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 use common::{first_delta, post, stats, Serve, KEY};

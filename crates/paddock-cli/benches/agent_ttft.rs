@@ -13,6 +13,7 @@
 //! keep-alive pool (what pooling clients do by default) and on a new connection. The
 //! two differ when the first frames of a stream wait on the client's delayed ACK
 //! (small writes held back by Nagle's algorithm on a socket without `TCP_NODELAY`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 use common::{first_delta, post, stats, Serve, KEY};

@@ -5,6 +5,7 @@
 //!
 //! `cargo bench -p paddock-cli --bench api_exec` (needs bwrap; `PADDOCK_BENCH_N`,
 //! default 300, samples). It only measures: nothing here asserts a timing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 use common::{post, stats, Serve};

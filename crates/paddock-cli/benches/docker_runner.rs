@@ -17,6 +17,7 @@
 //! (any test's) sweeps the Paddock containers its store does not know as orphans, this
 //! bench's included; and the `paddock serve` of section 2 would sweep other people's,
 //! so that section is skipped while the engine holds Paddock containers not this run's.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 use common::stats;

@@ -5,6 +5,7 @@
 //!
 //! `cargo bench -p paddock-cli --bench first_tool_call` (needs bwrap; `PADDOCK_BENCH_N`,
 //! default 20, samples). It only measures: nothing here asserts a timing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 use common::{call, first_of, post, stats, Serve};

@@ -2,6 +2,7 @@
 //! a bare `bwrap … true` (with and without dropping to the sandbox user), then a
 //! Paddock local runner's time to first exec, and exec round-trip latency on a running
 //! runner. Run with `cargo bench -p paddock-cli --bench local_runner`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 use common::stats;

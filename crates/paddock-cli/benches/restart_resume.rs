@@ -12,6 +12,7 @@
 //! * the end of the turn (`session.status_idle`, after one more model call).
 //!
 //! It only measures: nothing here asserts a timing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 use common::{call, stats, Serve};

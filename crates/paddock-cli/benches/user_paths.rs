@@ -4,6 +4,7 @@
 //!
 //! `cargo bench -p paddock-cli --bench user_paths` (`PADDOCK_BENCH_N`, default 20, runs
 //! per row; the Docker rows run when the engine has the `paddock-base` image).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

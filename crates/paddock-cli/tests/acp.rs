@@ -2,6 +2,7 @@
 //! (bubblewrap, Docker), spoken to over ACP by a real `paddock serve`, their model
 //! traffic through Paddock's model gateway to the scripted model server (the one
 //! stand-in: it speaks the real wire formats). Required in CI (`PADDOCK_REQUIRE_AGENTS=1`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The built-in agent end to end: a real `paddock serve`, real bubblewrap runners and
 //! the scripted model server (the one stand-in: it speaks the real OpenAI and
 //! Anthropic wire formats). Every case runs against both formats.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -8,6 +8,7 @@
 //! Bounded for CI: `PADDOCK_CHAOS_TRIALS` trials per signal and backend (default 100),
 //! and a time budget per backend (`PADDOCK_CHAOS_SECS`, default 300); it prints its
 //! counts, and the seed that reproduces it (`PADDOCK_CHAOS_SEED`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The `paddock` binary end to end: `paddock serve` as a real process, the client
 //! commands against it, exit codes, and a graceful SIGTERM.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

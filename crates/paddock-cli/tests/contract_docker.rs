@@ -1,6 +1,7 @@
 //! The backend contract suite (paddock-testkit) against the Docker backend and a real
 //! Docker engine, with the `paddock-base` runbook image (scripts/images.sh). Required
 //! in CI (`PADDOCK_REQUIRE_DOCKER=1`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use paddock_backend::docker::{DockerBackend, DockerConfig};
 use paddock_backend::local::WorkerCommand;

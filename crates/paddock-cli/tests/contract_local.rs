@@ -1,5 +1,6 @@
 //! The backend contract suite (paddock-testkit) against the local backend, with real
 //! bubblewrap and `paddock worker` inside. Required in CI (`PADDOCK_REQUIRE_BWRAP=1`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use paddock_backend::local::{LocalBackend, LocalConfig, LocalMode, WorkerCommand};
 use paddock_backend::{Backend, Isolation, Limits, NetworkPolicy};

@@ -2,6 +2,7 @@
 //! hardening visible from inside, limits, adoption after SIGTERM and a crash, orphaned
 //! containers stopped at start, and container logs. Required in CI
 //! (`PADDOCK_REQUIRE_DOCKER=1`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Runner management through a real `paddock serve` with short timeouts: lifecycle
 //! operations, automatic stops with their reasons, monitoring, fleet aggregates,
 //! snapshots, live settings, and troubleshooting (OOM, full disk, stuck provisioning).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Runners through the real `paddock serve` process and CLI, with real bubblewrap:
 //! `paddock run`, the runner API, capacity, provisioning failures, adoption across a
 //! restart, runners lost while the orchestrator was down, and orphan sweeping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Security and observability through a real `paddock serve`: tokens and roles, rate
 //! limits, the audit trail, the vault (encryption at rest, rotation, no leaks), metrics.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

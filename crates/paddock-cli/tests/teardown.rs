@@ -3,6 +3,7 @@
 //! background; 200 `paddock run`s leave no sandbox, process, cgroup, container or
 //! directory behind (local with real bubblewrap, and Docker); a teardown cut off by a
 //! SIGKILL of the orchestrator is finished at the next start.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

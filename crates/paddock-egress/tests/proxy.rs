@@ -1,6 +1,7 @@
 //! End-to-end tests of the egress proxy. Everything talks to loopback only: the "allowed
 //! hosts" are tiny servers on 127.0.0.1, reachable because these tests set
 //! `allow_loopback` (except where the loopback block itself is under test).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

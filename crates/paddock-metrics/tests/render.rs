@@ -1,5 +1,6 @@
 //! The rendered text, parsed back with a real Prometheus text-format parser
 //! (`openmetrics-parser`, which resolves escapes and checks histogram structure).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
 use std::sync::Arc;

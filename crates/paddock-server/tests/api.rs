@@ -1,4 +1,5 @@
 //! The v1 API end to end: a real server on an ephemeral port over a real SQLite file.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

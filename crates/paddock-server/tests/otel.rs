@@ -1,5 +1,6 @@
 //! The OpenTelemetry exporter (feature `otel`) sends spans over OTLP/HTTP: a stand-in
 //! collector on loopback records what arrives at `/v1/traces`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![cfg(feature = "otel")]
 
 use axum::body::Bytes;

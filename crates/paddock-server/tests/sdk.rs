@@ -5,6 +5,7 @@
 //! The built-in agent runs for real: its model is the scripted model server (the one
 //! stand-in, speaking the real Anthropic wire format) and its tools run in a local
 //! runner started with the `paddock-worker` binary.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Integration tests of `SqliteStore` against a real SQLite file in a temporary directory.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use paddock_core::agent::{Agent, AgentCreate, AgentUpdate};
 use paddock_core::common::{parse_json, Metadata};

@@ -1,6 +1,8 @@
 //! The backend contract suite. Each check takes a backend (and, for adoption, a way to
 //! build a fresh instance of it, as a restarted orchestrator would) and panics with a
 //! clear message on the first broken promise.
+// A test suite: a broken promise is a panic with its message, as in any test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use bytes::Bytes;
 use futures::StreamExt;

@@ -2,6 +2,7 @@
 //! and its error envelopes, driven with a plain HTTP client. One check runs the
 //! official `openai` Python SDK against the Responses route when `PADDOCK_SDK_PYTHON`
 //! names a Python that can import it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use futures::StreamExt;
 use paddock_testkit::model_server::{ErrorReply, ModelServer, Reply, Script, SideRule, Turn};

@@ -1,5 +1,6 @@
 //! The built `paddock-worker` binary: Unix socket, TCP with a token,
 //! argument errors and SIGTERM shutdown.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

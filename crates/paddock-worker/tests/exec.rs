@@ -1,4 +1,5 @@
 //! `POST /exec` and `POST /cancel` against an in-process worker.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! File routes and workspace confinement against an in-process worker.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

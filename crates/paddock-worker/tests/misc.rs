@@ -1,4 +1,5 @@
 //! Health, status, logs, routing and auth against an in-process worker.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

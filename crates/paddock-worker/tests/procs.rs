@@ -1,6 +1,7 @@
 //! Long-lived processes (`/processes`) and loopback relays (`/relays`) against an
 //! in-process worker: output kept with offsets, attach and re-attach over an HTTP
 //! upgrade, processes that outlive their connections, signals, errors.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! no shell. scripts/test builds it (`-C target-feature=+crt-static`) and sets
 //! `PADDOCK_STATIC_WORKER`; with `PADDOCK_REQUIRE_STATIC_WORKER=1` a missing binary or a
 //! missing bubblewrap fails instead of skipping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
