@@ -76,6 +76,8 @@ pub struct Manager {
     pub(crate) metrics: Arc<paddock_metrics::PaddockMetrics>,
     /// Teardowns going on in the background ([`Manager::destroy_soon`]).
     teardowns: tokio_util::task::TaskTracker,
+    /// Runner activity not written yet ([`Manager::touch`]).
+    pub(crate) touched: crate::supervisor::Touched,
 }
 
 fn backend_err(field: &str, e: BackendError) -> ServerError {
@@ -118,6 +120,7 @@ impl Manager {
             admission: Mutex::new(()),
             op_locks: std::sync::Mutex::new(std::collections::HashMap::new()),
             teardowns: tokio_util::task::TaskTracker::new(),
+            touched: Default::default(),
         }
     }
 
@@ -620,7 +623,10 @@ impl Manager {
             {
                 continue;
             }
-            let last = r.last_activity_at.or(r.started_at).unwrap_or(r.created_at);
+            let last = self
+                .last_activity(&r)
+                .or(r.started_at)
+                .unwrap_or(r.created_at);
             if !r.warm && (now - last).as_seconds_f64() < self.settings.busy_window_secs as f64 {
                 continue;
             }

@@ -19,6 +19,12 @@ use tokio::sync::watch;
 use crate::error::{ApiResult, ServerError};
 use crate::manager::Manager;
 
+/// How long runner activity waits in memory before it is written.
+pub const TOUCH_FLUSH: Duration = Duration::from_millis(250);
+
+/// Runner activity not written yet: runner id → when.
+pub type Touched = Arc<Mutex<HashMap<String, Timestamp>>>;
+
 /// One usage sample of a running runner.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Sample {
@@ -173,15 +179,42 @@ impl Manager {
     }
 
     /// Records activity, so the idle timeout counts from now.
-    /// Records activity on a runner, in the background: a write (an fsync) per request
-    /// would be most of an exec's time through the API.
+    /// Records activity on a runner. It is kept in memory and written within
+    /// [`TOUCH_FLUSH`], one write per runner however many requests came: a write (an
+    /// fsync) per request would be most of an exec's time through the API, and would
+    /// hold the store up for the next one. Readers of a runner's activity use
+    /// [`Manager::last_activity`], which sees what is not written yet.
     pub fn touch(&self, id: &str) {
-        let (store, id, at) = (self.store.clone(), id.to_string(), ts::now());
+        let first = {
+            let mut t = self.touched.lock().unwrap_or_else(|p| p.into_inner());
+            let first = t.is_empty();
+            t.insert(id.to_string(), ts::now());
+            first
+        };
+        if !first {
+            return;
+        }
+        let (store, touched) = (self.store.clone(), self.touched.clone());
         tokio::spawn(async move {
-            if let Err(e) = store.touch_runner(&id, at).await {
-                tracing::warn!(runner_id = %id, error = %e, "cannot record runner activity");
+            tokio::time::sleep(TOUCH_FLUSH).await;
+            let batch = std::mem::take(&mut *touched.lock().unwrap_or_else(|p| p.into_inner()));
+            for (id, at) in batch {
+                if let Err(e) = store.touch_runner(&id, at).await {
+                    tracing::debug!(runner_id = %id, error = %e, "cannot record runner activity");
+                }
             }
         });
+    }
+
+    /// When a runner was last active, counting activity not written yet.
+    pub fn last_activity(&self, r: &Runner) -> Option<Timestamp> {
+        let pending = self
+            .touched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&r.id)
+            .copied();
+        r.last_activity_at.max(pending)
     }
 
     pub async fn update(&self, id: &str, u: RunnerUpdate) -> ApiResult<Runner> {
@@ -698,7 +731,7 @@ impl Manager {
         }
         let idle = self.idle_timeout(r);
         if idle > 0 {
-            if let Some(last) = r.last_activity_at.or(r.started_at) {
+            if let Some(last) = self.last_activity(r).or(r.started_at) {
                 if (now - last).as_seconds_f64() >= idle as f64 {
                     if self.has_running_commands(r).await {
                         // A long command is activity too.
