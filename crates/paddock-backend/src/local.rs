@@ -14,6 +14,7 @@ use paddock_core::harness::{AGENTS_PREFIX, AGENTS_RUNBOOK};
 use paddock_core::runner::Isolation;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -461,16 +462,62 @@ impl LocalBackend {
         })
     }
 
+    /// The processes of a sandbox that has no record of its pid: a bwrap (the sandbox
+    /// and the init of its PID namespace, whose death ends the rest) or a plain worker
+    /// whose command line names the runner's directory.
+    fn unrecorded(&self, id: &str) -> Vec<i32> {
+        let needle = format!("{}/", self.dir(id).display());
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return vec![];
+        };
+        let ours = |argv0: &[u8]| {
+            let argv0 = Path::new(std::ffi::OsStr::from_bytes(argv0));
+            argv0.file_name().is_some_and(|n| n == "bwrap") || argv0 == self.cfg.worker.path
+        };
+        entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                let Ok(c) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                    return false;
+                };
+                let argv0 = c.split(|b| *b == 0).next().unwrap_or_default();
+                ours(argv0) && String::from_utf8_lossy(&c).contains(&needle)
+            })
+            .collect()
+    }
+
+    /// Kills the processes of a sandbox that has no record of its pid and waits until
+    /// they are gone.
+    async fn kill_unrecorded(&self, id: &str) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let found = self.unrecorded(id);
+            if found.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(BackendError::Timeout(format!(
+                    "the sandbox of {id} did not die"
+                )));
+            }
+            for p in found {
+                kill(p, libc::SIGKILL);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Kills every process of the sandbox and waits until they are gone.
     async fn kill_sandbox(&self, id: &str) -> Result<()> {
         // Whatever is in the runner's cgroups belongs to it, meta or not.
         for p in cgroup::pids(id) {
             kill(p, libc::SIGKILL);
         }
-        let Some(meta) = self.read_meta(id) else {
-            return Ok(());
-        };
         let dir = self.dir(id).display().to_string();
+        let Some(meta) = self.read_meta(id) else {
+            // No record of its pid: a crash came between the spawn and the record.
+            return self.kill_unrecorded(id).await;
+        };
         // Only signal processes that are still this sandbox (their command line names
         // its directory): a recorded pid may have been reused since.
         if let Some(c) = meta.child_pid.filter(|c| alive(*c, &dir)) {

@@ -155,3 +155,45 @@ async fn plain_process_mode_works_and_says_it_is_unisolated() {
     assert!(out.stdout_text().starts_with("contract\n"), "{out:?}");
     b.destroy(&spec.runner_id).await.expect("destroy");
 }
+
+/// The pids of the processes whose command line names `dir`.
+fn processes_naming(dir: &Path) -> Vec<String> {
+    let needle = format!("{}/", dir.display());
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
+        })
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect()
+}
+
+/// A crash between the spawn of a sandbox and the record of its pid leaves a sandbox
+/// nobody recorded (and, without limits, in no cgroup): a destroy still finds its
+/// processes by the runner's directory they name, and kills them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sandbox_without_a_record_of_its_pid_is_still_destroyed() {
+    let d = data_dir();
+    let b = local(d.path(), LocalMode::Bwrap);
+    if !bwrap_or_skip(&b) {
+        return;
+    }
+    let spec = contract::spec(NetworkPolicy::None, Limits::default());
+    b.provision(&spec).await.expect("provision");
+    let dir = d.path().join("runners").join(&spec.runner_id);
+    assert!(
+        !processes_naming(&dir).is_empty(),
+        "the sandbox's bwrap names its directory"
+    );
+    std::fs::remove_file(dir.join("meta.json")).expect("meta.json");
+    b.destroy(&spec.runner_id).await.expect("destroy");
+    assert!(
+        processes_naming(&dir).is_empty(),
+        "left running: {:?}",
+        processes_naming(&dir)
+    );
+    assert!(!dir.exists());
+}

@@ -50,6 +50,8 @@ fn the_static_worker_runs_in_an_empty_root() {
     let mut child = Command::new("bwrap")
         .args([
             "--unshare-all",
+            // Killing the child below must end the sandbox too, not only bwrap's parent.
+            "--die-with-parent",
             "--tmpfs",
             "/",
             "--proc",
