@@ -46,7 +46,10 @@ fn call(method: &str, url: &str, token: Option<&str>, body: Option<Value>) -> (u
 fn serve(dir: &std::path::Path, extra: &str) -> Serve {
     let p = dir.join("paddock.toml");
     std::fs::write(&p, format!("api_token = \"{ADMIN}\"\n{extra}")).expect("config");
-    Serve::start_with(dir, Some(&p))
+    let mut s = Serve::start_with(dir, Some(&p));
+    // Its runners are destroyed when it is dropped, with the admin token.
+    s.token = Some(ADMIN.to_string());
+    s
 }
 
 fn token(s: &Serve, role: &str) -> (String, String) {

@@ -14,6 +14,8 @@ pub struct Serve {
     pub url: String,
     /// The server's stderr (a file, so a chatty server never blocks on a full pipe).
     pub log: std::path::PathBuf,
+    /// The API token the CLI sends (`PADDOCK_TOKEN`), for servers that require one.
+    pub token: Option<String>,
 }
 
 impl Serve {
@@ -69,12 +71,20 @@ impl Serve {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Serve { child, url, log }
+        Serve {
+            child,
+            url,
+            log,
+            token: None,
+        }
     }
 
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .args(args)
+        let mut cmd = Command::new(BIN);
+        if let Some(t) = &self.token {
+            cmd.env("PADDOCK_TOKEN", t);
+        }
+        cmd.args(args)
             .env("PADDOCK_URL", &self.url)
             .output()
             .expect("paddock runs")
