@@ -271,6 +271,8 @@ pub(crate) struct Attach {
     pub from: u64,
     /// The turn whose prompt an earlier connection sent and that has not ended.
     pub resumed_turn: Option<u32>,
+    /// That turn was cancelled before the restart (a budget stop).
+    pub cancelled: bool,
     pub answers: Arc<dyn Answers>,
 }
 
@@ -294,7 +296,7 @@ pub(crate) async fn connect(
         consumed: AtomicU64::new(start),
         replay_end: status["output_bytes"].as_u64().unwrap_or(0),
     });
-    let io = tap::splice(io, start, tap.clone(), at.answers);
+    let io = tap::splice(io, start, tap.clone(), at.answers, at.cancelled);
     let resumed_turn = at.resumed_turn;
     let (read, write) = tokio::io::split(io);
     let transport = ByteStreams::new(write.compat_write(), read.compat());

@@ -122,6 +122,10 @@ struct Handover {
     /// The last turn it was prompted for, and the stdout offset where that turn began.
     turn: Option<u32>,
     turn_from: u64,
+    /// The turn a `session/cancel` was sent for (a budget stop): the `cancelled` answer
+    /// a replay of it meets is its own.
+    #[serde(default)]
+    cancelled_turn: Option<u32>,
 }
 
 /// A running agent of one session.
@@ -568,6 +572,7 @@ impl Acp {
         let at = Attach {
             from: 0,
             resumed_turn: None,
+            cancelled: false,
             answers,
         };
         let (c, tap) = conn::connect(&worker, &pid, tx.clone(), at).await?;
@@ -629,6 +634,7 @@ impl Acp {
             started_ms: now_ms(),
             turn: None,
             turn_from: 0,
+            cancelled_turn: None,
         };
         let live = self.assemble(
             &session.id,
@@ -748,6 +754,7 @@ impl Acp {
         let at = Attach {
             from,
             resumed_turn,
+            cancelled: resumed_turn.is_some() && handover.cancelled_turn == resumed_turn,
             answers,
         };
         let (c, tap) = match conn::connect(&worker, &pid, tx.clone(), at).await {
@@ -1078,6 +1085,9 @@ impl GatewayHooks for Acp {
             let _ = live
                 .conn
                 .send_notification(CancelNotification::new(live.acp_session.clone()));
+            // A restart before the agent answers must know the answer is this turn's.
+            let live = live.clone();
+            tokio::spawn(async move { live.hand_over(|h| h.cancelled_turn = h.turn).await });
         }
         (self.kick_fn())(session_id);
     }

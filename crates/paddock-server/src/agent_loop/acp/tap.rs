@@ -54,6 +54,9 @@ struct Book {
     outgoing: HashSet<String>,
     /// Ids of the agent's requests not answered yet → their offsets.
     incoming: HashMap<String, u64>,
+    /// This connection (or, for the turn being resumed, the one before the restart)
+    /// has sent a `session/cancel`.
+    cancel_sent: bool,
 }
 
 fn lock(b: &Mutex<Book>) -> std::sync::MutexGuard<'_, Book> {
@@ -61,12 +64,14 @@ fn lock(b: &Mutex<Book>) -> std::sync::MutexGuard<'_, Book> {
 }
 
 /// Splices the tap into `io` (the agent's stdio from offset `start`); returns the end
-/// the ACP client speaks on.
+/// the ACP client speaks on. `cancelled`: the turn being resumed was cancelled before
+/// the restart (its `cancelled` answer is its own).
 pub(crate) fn splice<S>(
     io: S,
     start: u64,
     tap: Arc<Tap>,
     answers: Arc<dyn Answers>,
+    cancelled: bool,
 ) -> tokio::io::DuplexStream
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
@@ -74,7 +79,10 @@ where
     let (ours, theirs) = tokio::io::duplex(1 << 20);
     let (worker_rd, worker_wr) = tokio::io::split(io);
     let (client_rd, client_wr) = tokio::io::split(ours);
-    let book = Arc::new(Mutex::new(Book::default()));
+    let book = Arc::new(Mutex::new(Book {
+        cancel_sent: cancelled,
+        ..Book::default()
+    }));
     tokio::spawn(inbound(
         worker_rd,
         client_wr,
@@ -117,7 +125,22 @@ async fn inbound_line(
         }
     } else if let Some(id) = id {
         if !lock(book).outgoing.remove(&id) {
-            // An answer to the orchestrator before the restart: its prompt.
+            // An answer to the orchestrator before the restart: its prompt. Or the
+            // late answer to a prompt it cancelled (an interrupted turn, answered after
+            // the next turn's prompt went): a prompt is cancelled only by the connection
+            // that sent it, and the turn being resumed was not (it would have ended), so
+            // a `cancelled` answer this connection did not ask for is an earlier turn's.
+            let cancelled = m
+                .get("result")
+                .and_then(|r| r.get("stopReason"))
+                .is_some_and(|r| r == "cancelled");
+            if cancelled && !lock(book).cancel_sent {
+                tracing::debug!(
+                    offset,
+                    "the late answer to a prompt cancelled before the restart; dropped"
+                );
+                return None;
+            }
             let params = m
                 .remove("result")
                 .map(|r| json!({ "result": r }))
@@ -194,6 +217,9 @@ where
         }
         let mut answered = None;
         if let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(&line) {
+            if m.get("method").is_some_and(|v| v == "session/cancel") {
+                lock(&book).cancel_sent = true;
+            }
             if let Some(id) = m.get("id").filter(|v| !v.is_null()).map(Value::to_string) {
                 if m.contains_key("method") {
                     lock(&book).outgoing.insert(id);
@@ -311,6 +337,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_late_answer_to_a_cancelled_prompt_does_not_end_the_resumed_turn() {
+        let tap = Tap {
+            consumed: AtomicU64::new(0),
+            replay_end: 200,
+        };
+        let a = Memory::default();
+        let book = Mutex::new(Book::default());
+        // The interrupted turn's prompt, answered after the next turn's prompt went.
+        let late = r#"{"jsonrpc":"2.0","id":4,"result":{"stopReason":"cancelled"}}"#;
+        assert!(line(late, 60, &tap, &a, &book).await.is_none());
+        // The resumed turn's own answer ends it.
+        let done = line(
+            r#"{"jsonrpc":"2.0","id":5,"result":{"stopReason":"end_turn"}}"#,
+            120,
+            &tap,
+            &a,
+            &book,
+        )
+        .await
+        .expect("handed on");
+        assert_eq!(done["method"], PROMPT_DONE);
+        // Once this connection cancelled (an interrupt or a budget stop after the
+        // restart), a cancelled answer is the resumed turn's, and is handed on.
+        lock(&book).cancel_sent = true;
+        let cancelled = line(late, 150, &tap, &a, &book).await.expect("handed on");
+        assert_eq!(cancelled["params"]["result"]["stopReason"], "cancelled");
+    }
+
+    #[tokio::test]
     async fn the_client_sees_the_end_of_the_agents_stream() {
         use tokio::io::AsyncReadExt;
         let (worker, agent) = tokio::io::duplex(1024);
@@ -318,7 +373,7 @@ mod tests {
             consumed: AtomicU64::new(0),
             replay_end: 0,
         });
-        let mut client = splice(worker, 0, tap.clone(), Arc::new(Memory::default()));
+        let mut client = splice(worker, 0, tap.clone(), Arc::new(Memory::default()), false);
         let (agent_rd, mut agent_wr) = tokio::io::split(agent);
         agent_wr
             .write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"x\",\"params\":{}}\n")
