@@ -22,8 +22,16 @@ use crate::manager::Manager;
 /// How long runner activity waits in memory before it is written.
 pub const TOUCH_FLUSH: Duration = Duration::from_millis(250);
 
-/// Runner activity not written yet: runner id → when.
-pub type Touched = Arc<Mutex<HashMap<String, Timestamp>>>;
+/// Runner activity not written yet.
+pub type Touched = Arc<Mutex<Pending>>;
+
+#[derive(Default)]
+pub struct Pending {
+    /// Runner id → when it was last active; kept until that time is written.
+    at: HashMap<String, Timestamp>,
+    /// A task is writing them.
+    flushing: bool,
+}
 
 /// One usage sample of a running runner.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -178,29 +186,42 @@ impl Manager {
         self.start_locked(id).await
     }
 
-    /// Records activity, so the idle timeout counts from now.
     /// Records activity on a runner. It is kept in memory and written within
     /// [`TOUCH_FLUSH`], one write per runner however many requests came: a write (an
     /// fsync) per request would be most of an exec's time through the API, and would
     /// hold the store up for the next one. Readers of a runner's activity use
     /// [`Manager::last_activity`], which sees what is not written yet.
     pub fn touch(&self, id: &str) {
-        let first = {
-            let mut t = self.touched.lock().unwrap_or_else(|p| p.into_inner());
-            let first = t.is_empty();
-            t.insert(id.to_string(), ts::now());
-            first
-        };
-        if !first {
-            return;
+        {
+            let mut p = self.touched.lock().unwrap_or_else(|p| p.into_inner());
+            p.at.insert(id.to_string(), ts::now());
+            if std::mem::replace(&mut p.flushing, true) {
+                return;
+            }
         }
         let (store, touched) = (self.store.clone(), self.touched.clone());
         tokio::spawn(async move {
-            tokio::time::sleep(TOUCH_FLUSH).await;
-            let batch = std::mem::take(&mut *touched.lock().unwrap_or_else(|p| p.into_inner()));
-            for (id, at) in batch {
-                if let Err(e) = store.touch_runner(&id, at).await {
-                    tracing::debug!(runner_id = %id, error = %e, "cannot record runner activity");
+            loop {
+                tokio::time::sleep(TOUCH_FLUSH).await;
+                let batch: Vec<(String, Timestamp)> = {
+                    let p = touched.lock().unwrap_or_else(|p| p.into_inner());
+                    p.at.iter().map(|(id, at)| (id.clone(), *at)).collect()
+                };
+                for (id, at) in &batch {
+                    if let Err(e) = store.touch_runner(id, *at).await {
+                        tracing::debug!(runner_id = %id, error = %e, "cannot record runner activity");
+                    }
+                }
+                // What was written is forgotten, unless it was touched again meanwhile.
+                let mut p = touched.lock().unwrap_or_else(|p| p.into_inner());
+                for (id, at) in batch {
+                    if p.at.get(&id) == Some(&at) {
+                        p.at.remove(&id);
+                    }
+                }
+                if p.at.is_empty() {
+                    p.flushing = false;
+                    return;
                 }
             }
         });
@@ -212,6 +233,7 @@ impl Manager {
             .touched
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .at
             .get(&r.id)
             .copied();
         r.last_activity_at.max(pending)
