@@ -107,6 +107,20 @@ fn alive(pid: i32, needle: &str) -> bool {
     }
 }
 
+/// Waits, at most 10 s, until `left` says nothing of the sandbox of `id` is left.
+async fn until_gone(id: &str, mut left: impl FnMut() -> bool) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while left() {
+        if Instant::now() > deadline {
+            return Err(BackendError::Timeout(format!(
+                "the sandbox of {id} did not die"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
 fn kill(pid: i32, sig: i32) {
     // SAFETY: kill(2) has no memory-safety preconditions.
     unsafe {
@@ -489,22 +503,14 @@ impl LocalBackend {
     /// Kills the processes of a sandbox that has no record of its pid and waits until
     /// they are gone.
     async fn kill_unrecorded(&self, id: &str) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        until_gone(id, || {
             let found = self.unrecorded(id);
-            if found.is_empty() {
-                return Ok(());
+            for p in &found {
+                kill(*p, libc::SIGKILL);
             }
-            if Instant::now() > deadline {
-                return Err(BackendError::Timeout(format!(
-                    "the sandbox of {id} did not die"
-                )));
-            }
-            for p in found {
-                kill(p, libc::SIGKILL);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            !found.is_empty()
+        })
+        .await
     }
 
     /// Kills every process of the sandbox and waits until they are gone.
@@ -528,16 +534,7 @@ impl LocalBackend {
             kill(-meta.pid, libc::SIGKILL);
             kill(meta.pid, libc::SIGKILL);
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while alive(meta.pid, &dir) || !cgroup::pids(id).is_empty() {
-            if Instant::now() > deadline {
-                return Err(BackendError::Timeout(format!(
-                    "the sandbox of {id} did not die"
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(())
+        until_gone(id, || alive(meta.pid, &dir) || !cgroup::pids(id).is_empty()).await
     }
 }
 

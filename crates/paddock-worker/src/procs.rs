@@ -552,16 +552,7 @@ struct AttachQuery {
 fn attach(p: Arc<Proc>, mut req: Request<Incoming>) -> Result<Response<Body>, WorkerError> {
     let q: AttachQuery = http::parse_query(req.uri().query())?;
     let from = http::parse_u64_param("from", q.from.as_deref())?.unwrap_or(0);
-    let lines = match q.lines.as_deref() {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => {
-            return Err(WorkerError::invalid(
-                "lines",
-                "`lines` must be true or false",
-            ))
-        }
-    };
+    let lines = http::parse_bool_param("lines", q.lines.as_deref())?;
     let asked = req
         .headers()
         .get(UPGRADE)

@@ -273,6 +273,8 @@ pub(crate) struct Attach {
     pub resumed_turn: Option<u32>,
     /// That turn was cancelled before the restart (a budget stop).
     pub cancelled: bool,
+    /// Stdout below this offset was read by an earlier connection (0: none was).
+    pub replay_end: u64,
     pub answers: Arc<dyn Answers>,
 }
 
@@ -284,17 +286,13 @@ pub(crate) async fn connect(
     tx: mpsc::UnboundedSender<FromAgent>,
     at: Attach,
 ) -> Result<(Connection, Arc<Tap>), String> {
-    let status = worker
-        .json(Method::GET, &format!("/processes/{proc_id}"), None)
-        .await
-        .map_err(|e| format!("the agent's process: {e}"))?;
     let (io, start) = worker
         .attach(proc_id, at.from, true)
         .await
         .map_err(|e| format!("attaching to the agent's stdio: {e}"))?;
     let tap = Arc::new(Tap {
         consumed: AtomicU64::new(start),
-        replay_end: status["output_bytes"].as_u64().unwrap_or(0),
+        replay_end: at.replay_end,
     });
     let io = tap::splice(io, start, tap.clone(), at.answers, at.cancelled);
     let resumed_turn = at.resumed_turn;

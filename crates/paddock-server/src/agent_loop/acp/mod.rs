@@ -573,6 +573,7 @@ impl Acp {
             from: 0,
             resumed_turn: None,
             cancelled: false,
+            replay_end: 0,
             answers,
         };
         let (c, tap) = conn::connect(&worker, &pid, tx.clone(), at).await?;
@@ -709,11 +710,11 @@ impl Acp {
             .runner_id
             .clone()
             .ok_or("the session has no runner")?;
-        let runner = cx.store.get_runner(&rid).await.map_err(|e| e.to_string())?;
-        if runner.state != RunnerState::Running {
-            return Err(format!("its runner is {}", runner.state.as_str()));
-        }
-        let worker = cx.manager.worker(&rid).await.map_err(|e| e.to_string())?;
+        let (runner, worker) = cx
+            .manager
+            .worker_of(&rid)
+            .await
+            .map_err(|e| e.to_string())?;
         let pid = proc_id(&session.id);
         let status = worker
             .json(Method::GET, &format!("/processes/{pid}"), None)
@@ -755,6 +756,8 @@ impl Acp {
             from,
             resumed_turn,
             cancelled: resumed_turn.is_some() && handover.cancelled_turn == resumed_turn,
+            // What the earlier orchestrator may have read: all the agent wrote so far.
+            replay_end: status["output_bytes"].as_u64().unwrap_or(0),
             answers,
         };
         let (c, tap) = match conn::connect(&worker, &pid, tx.clone(), at).await {
