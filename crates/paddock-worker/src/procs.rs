@@ -44,6 +44,9 @@ pub const MARKER: &str = "PADDOCK_PROCESS";
 pub const ATTACH_PROTOCOL: &str = "paddock-stdio";
 /// Longest `timeout_ms` of `GET /processes/{id}/wait`.
 const MAX_WAIT: Duration = Duration::from_secs(300);
+/// How long an exited process's output may take to reach its end before the exit is
+/// shown anyway (a descendant may hold the pipe open for as long as it lives).
+const OUTPUT_DRAIN: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -164,6 +167,18 @@ impl Proc {
 
     fn exit(&self) -> Option<Exit> {
         *lock(&self.exit)
+    }
+
+    /// Waits (at most [`OUTPUT_DRAIN`]) for the output readers to reach the end of the
+    /// pipes of a process that has exited, so that the output a client reads once it sees
+    /// `running: false` is all of it. A descendant that still holds a pipe open keeps it
+    /// from ending: its later output keeps arriving, after the exit.
+    fn drain_output(&self) {
+        let deadline = std::time::Instant::now() + OUTPUT_DRAIN;
+        while !(lock(&self.out).eof && lock(&self.err).eof) && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     fn status(&self) -> ProcStatus {
@@ -383,6 +398,7 @@ async fn start(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bod
                     _ => Exit::default(),
                 };
                 tracing::info!(id = %proc.id, pid = proc.pid, ?exit, "process exited");
+                proc.drain_output();
                 *lock(&proc.exit) = Some(exit);
                 proc.bump();
             })

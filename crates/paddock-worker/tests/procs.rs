@@ -119,6 +119,41 @@ fn exited_processes_keep_their_output_and_exit_status() {
     assert_eq!(r.status, 201, "{}", r.text());
 }
 
+/// The output read once a wait says the process has exited is all of it: the exit is
+/// shown only after the pipes are read to their end (an ACP terminal's client asks for
+/// the output right after `wait`; it once got none).
+#[test]
+fn the_output_is_complete_once_the_exit_is_shown() {
+    let w = TestWorker::start();
+    for i in 0..20 {
+        let id = format!("burst-{i}");
+        let r = w.post(
+            "/processes",
+            &json!({"id": id, "command": "head -c 300000 /dev/zero; echo tail >&2; exit 3",
+                    "merge_stderr": true}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        let st = w
+            .get(&format!("/processes/{id}/wait?timeout_ms=10000"))
+            .json();
+        assert_eq!(
+            (st["running"].clone(), st["exit_code"].clone()),
+            (json!(false), json!(3))
+        );
+        assert_eq!(st["output_bytes"], 300005, "run {i}: {st}");
+        let out = w.get(&format!("/processes/{id}/output?from=299990")).json();
+        assert_eq!(
+            (
+                out["eof"].clone(),
+                out["text"].as_str().map(|t| t.ends_with("tail\n"))
+            ),
+            (json!(true), Some(true)),
+            "run {i}"
+        );
+        assert_eq!(w.delete(&format!("/processes/{id}")).status, 200);
+    }
+}
+
 #[test]
 fn a_terminal_merges_stderr_and_takes_signals() {
     let w = TestWorker::start();
