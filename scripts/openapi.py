@@ -885,8 +885,14 @@ schemas["Enforcement"] = {
     "description": "How a limit is enforced: a cgroup (v1 or v2) controller, an rlimit (memory falls back to an address-space `ulimit -v`), the container runtime, or `not_enforced` (asked for, but nothing on this host enforces it).",
 }
 ENFORCEMENT_NULL = nullable(ref("Enforcement"))
+schemas["SeccompLevel"] = {
+    "type": "string",
+    "enum": ["default", "strict", "unconfined"],
+    "description": "A runner's system-call filter (docs/security.md): `default` denies what an agent's workload never needs (kernel modules, kexec, bpf, perf, mounts, new namespaces, ptrace, other processes' memory, keyrings, userfaultfd, file handles, port I/O, the clock) with EPERM; `strict` also denies io_uring, personality and the NUMA memory-policy calls; `unconfined` applies no filter of Paddock's (warned at start).",
+}
 schemas["Enforced"] = obj(
-    {"cpu": ENFORCEMENT_NULL, "memory": ENFORCEMENT_NULL, "pids": ENFORCEMENT_NULL, "disk": ENFORCEMENT_NULL},
+    {"cpu": ENFORCEMENT_NULL, "memory": ENFORCEMENT_NULL, "pids": ENFORCEMENT_NULL, "disk": ENFORCEMENT_NULL,
+     "seccomp": desc(ref("SeccompLevel"), "The system-call filter the backend applies; absent: none of Paddock's (an `unconfined` profile, or a plain-process local runner).")},
     required=["cpu", "memory", "pids", "disk"],
     description="Limit by limit, how a limit is (or can be) enforced; null: not enforced (on a runner, usually because no limit was asked for).",
 )
@@ -916,13 +922,14 @@ runner_props = {
             "items": {"type": "string", "enum": ["env", "network"]},
             "description": "Settings changed while the runner was running that take effect at its next start (`POST …/restart`, or stop and start); emptied when it enters `running`.",
         },
+        "seccomp": desc(ref("SeccompLevel"), "The system-call filter asked for: its execution profile's `seccomp`. `enforced.seccomp` says what the backend applies."),
         "warm": {"type": "boolean", "description": "Provisioned ahead of demand and waiting in its execution profile's warm pool (`warm_pool`); a create request with the same boot inputs claims it (`runner.claimed` event)."},
         "created_at": TS,
         "updated_at": TS,
 }
 RUNNER_REQUIRED = ["id", "type", "state", "backend", "isolation", "execution_profile", "environment_id", "session_id", "error",
                    "image", "network", "limits", "enforced", "env", "reason", "started_at", "last_activity_at",
-                   "idle_timeout_secs", "budget", "pending_restart", "warm", "created_at", "updated_at"]
+                   "idle_timeout_secs", "budget", "pending_restart", "seccomp", "warm", "created_at", "updated_at"]
 assert sorted(RUNNER_REQUIRED) == sorted(runner_props)
 schemas["Runner"] = obj(
     runner_props,
@@ -1421,8 +1428,11 @@ schemas["ExecutionProfile"] = obj(
         "ttl_secs": {"type": ["integer", "null"], "minimum": 0, "description": "A running runner is stopped automatically this long after it last started, with `reason` `max wall duration reached: …` (0 or null: no limit)."},
         "allowed_agents": {"type": "array", "items": STR, "description": "Agents (ids or names) allowed to use this profile; empty allows all."},
         "max_runners": {"type": ["integer", "null"], "minimum": 1, "description": "Most runners of this profile active at once (creating, provisioning, running or stopping); more are refused with 503 `capacity_exceeded` (the server's `runners.max_active` caps all profiles together). null: no limit."},
+        "warm_pool": {"type": "integer", "minimum": 0, "description": "Runners kept provisioned and idle, ready to be claimed (0: none)."},
+        "seccomp": ref("SeccompLevel"),
+        "seccomp_policy": {"type": "object", "description": "The filter as data: `level`, `denied_with_eperm` (system-call names), `clone_flags_denied_with_eperm`, `denied_with_enosys`; for `unconfined`, `filter: null` and a `warning`."},
     },
-    required=["type", "name", "default", "backend", "runbook", "cpu", "memory_mb", "pids", "disk_mb", "network", "allowed_hosts", "ttl_secs", "allowed_agents", "max_runners"],
+    required=["type", "name", "default", "backend", "runbook", "cpu", "memory_mb", "pids", "disk_mb", "network", "allowed_hosts", "ttl_secs", "allowed_agents", "max_runners", "warm_pool", "seccomp", "seccomp_policy"],
     description="An operator's policy for runners (from the server configuration): backend, image, limits (caps an environment may lower), network, lifetime, agents and capacity.",
 )
 

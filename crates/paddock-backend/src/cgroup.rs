@@ -57,18 +57,21 @@ pub fn capabilities() -> Enforced {
             memory: v1_has("memory").then_some(Enforcement::CgroupV1),
             pids: v1_has("pids").then_some(Enforcement::CgroupV1),
             disk: None,
+            seccomp: None,
         },
         Some(e) => Enforced {
             cpu: Some(e),
             memory: Some(e),
             pids: Some(e),
             disk: None,
+            seccomp: None,
         },
         None => Enforced {
             cpu: None,
             memory: Some(Enforcement::Rlimit),
             pids: None,
             disk: None,
+            seccomp: None,
         },
     }
 }

@@ -37,7 +37,7 @@ use crate::local::WorkerCommand;
 use crate::{io, Backend};
 use crate::{
     BackendError, Capabilities, Connector, Enforced, Enforcement, Isolation, Managed,
-    NetworkPolicy, Provisioned, Result, RunnerSpec, Stats,
+    NetworkPolicy, Provisioned, Result, RunnerSpec, SeccompLevel, Stats,
 };
 
 /// The uid and gid runners run as (the `paddock` user of the runbook images).
@@ -401,7 +401,7 @@ impl DockerBackend {
         let host_config = HostConfig {
             binds: Some(binds),
             cap_drop: Some(vec!["ALL".into()]),
-            security_opt: Some(vec!["no-new-privileges:true".into()]),
+            security_opt: Some(security_opt(spec.seccomp)),
             readonly_rootfs: Some(true),
             tmpfs: Some(HashMap::from([(
                 "/tmp".to_string(),
@@ -498,8 +498,20 @@ impl DockerBackend {
             memory: l.memory_mb.map(|_| Enforcement::Container),
             pids: l.pids.map(|_| Enforcement::Container),
             disk: l.disk_mb.map(|_| Enforcement::NotEnforced),
+            seccomp: (spec.seccomp != SeccompLevel::Unconfined).then_some(spec.seccomp),
         }
     }
+}
+
+/// `no-new-privileges` and Paddock's system-call policy as the container's seccomp
+/// profile (the same policy as local runners'; `unconfined` keeps the engine's
+/// default profile).
+fn security_opt(level: SeccompLevel) -> Vec<String> {
+    let mut opts = vec!["no-new-privileges:true".to_string()];
+    if let Some(profile) = paddock_seccomp::docker_profile(level) {
+        opts.push(format!("seccomp={profile}"));
+    }
+    opts
 }
 
 /// A file of a container's cgroup (v1, cgroupfs or systemd layout).
@@ -542,6 +554,7 @@ impl crate::Backend for DockerBackend {
                 memory: Some(Enforcement::Container),
                 pids: Some(Enforcement::Container),
                 disk: Some(Enforcement::NotEnforced),
+                seccomp: None,
             },
             survives_restart: true,
         }

@@ -11,6 +11,7 @@ mod workspace;
 
 use async_trait::async_trait;
 pub use paddock_core::environment::ResourceLimits as Limits;
+pub use paddock_core::profile::SeccompLevel;
 pub use paddock_core::runner::{Isolation, NetworkPolicy};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -77,6 +78,9 @@ pub struct RunnerSpec {
     pub env: BTreeMap<String, String>,
     pub limits: Limits,
     pub network: NetworkPolicy,
+    /// The system calls its processes may not make (`paddock-seccomp`).
+    #[serde(default)]
+    pub seccomp: SeccompLevel,
 }
 
 /// How a limit is enforced, when it is.
@@ -98,6 +102,9 @@ pub struct Enforced {
     pub memory: Option<Enforcement>,
     pub pids: Option<Enforcement>,
     pub disk: Option<Enforcement>,
+    /// The system-call filter applied (`default` or `strict`; absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<SeccompLevel>,
 }
 
 /// What a backend can really do, as reported to users.

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use crate::worker::WorkerClient;
 use crate::{
     cgroup, io, Backend, BackendError, Capabilities, Connector, Enforced, Enforcement, Managed,
-    NetworkPolicy, Provisioned, Result, RunnerSpec,
+    NetworkPolicy, Provisioned, Result, RunnerSpec, SeccompLevel,
 };
 
 /// How the worker is started: a binary and the arguments before its own flags
@@ -347,9 +347,31 @@ impl LocalBackend {
             script.push_str("ulimit -v $PADDOCK_MEMORY_KB || exit 98; ");
             enforced.memory = Some(Enforcement::Rlimit);
         }
+        // The system-call filter: bubblewrap reads its programs from fds 4 and 5
+        // (`--add-seccomp-fd`) and installs them just before it starts the worker.
+        let filtered =
+            self.cfg.mode == LocalMode::Bwrap && spec.seccomp != SeccompLevel::Unconfined;
+        if filtered {
+            let programs = paddock_seccomp::bpf_programs(spec.seccomp).map_err(|e| {
+                BackendError::Unavailable {
+                    backend: "local",
+                    reason: e.to_string(),
+                }
+            })?;
+            for (i, p) in programs.iter().enumerate() {
+                std::fs::write(dir.join(format!("seccomp-{i}.bpf")), p)
+                    .map_err(io("writing the seccomp filter"))?;
+            }
+            enforced.seccomp = Some(spec.seccomp);
+        }
         script.push_str(
-            "info=$PADDOCK_INFO; unset PADDOCK_CGROUP_PROCS PADDOCK_INFO PADDOCK_MEMORY_KB; exec \"$@\" 3>\"$info\"",
+            "info=$PADDOCK_INFO; unset PADDOCK_CGROUP_PROCS PADDOCK_INFO PADDOCK_MEMORY_KB; ",
         );
+        script.push_str(if filtered {
+            "exec \"$@\" 3>\"$info\" 4<seccomp-0.bpf 5<seccomp-1.bpf"
+        } else {
+            "exec \"$@\" 3>\"$info\""
+        });
         cmd.arg("-c").arg(script).arg("sh");
         match self.cfg.mode {
             LocalMode::Bwrap => {
@@ -364,7 +386,11 @@ impl LocalBackend {
                         .arg("--clear-groups")
                         .arg("--");
                 }
-                cmd.arg(bwrap).args(self.bwrap_args(spec, &dir));
+                cmd.arg(bwrap);
+                if filtered {
+                    cmd.args(["--add-seccomp-fd", "4", "--add-seccomp-fd", "5"]);
+                }
+                cmd.args(self.bwrap_args(spec, &dir));
             }
             LocalMode::Process => {
                 cmd.arg(&self.cfg.worker.path)

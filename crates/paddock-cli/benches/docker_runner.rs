@@ -362,7 +362,7 @@ impl Serve {
             log,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while !common::answers_http(port) {
             if let Ok(Some(status)) = serve.child.try_wait() {
                 return Err(format!(
                     "paddock serve exited ({status}): {}",

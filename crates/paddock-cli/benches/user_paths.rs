@@ -201,4 +201,77 @@ warm_pool = 2
         std::thread::sleep(Duration::from_millis(1500));
     }
     stats("paddock run --profile warm -- echo hi (warm pool)", warm);
+
+    // Does a refill slow a claim? Claims from a full pool, each after the pool is full
+    // again, against claims made while a refill is provisioning (a warm runner
+    // `creating` or `provisioning`): the refill's own time is printed too.
+    let mut idle = vec![];
+    let mut during = vec![];
+    let mut refill = vec![];
+    for _ in 0..n {
+        let full = wait_for_pool(&url, |r| r.running == 2 && r.starting == 0);
+        assert!(full.is_some(), "the warm pool did not fill");
+        idle.push(
+            timed(paddock(
+                &url,
+                &["run", "--profile", "warm", "--", "echo", "hi"],
+            ))
+            .0,
+        );
+        let t = Instant::now();
+        if wait_for_pool(&url, |r| r.starting > 0 && r.running >= 1).is_none() {
+            continue;
+        }
+        during.push(
+            timed(paddock(
+                &url,
+                &["run", "--profile", "warm", "--", "echo", "hi"],
+            ))
+            .0,
+        );
+        if wait_for_pool(&url, |r| r.running == 2 && r.starting == 0).is_some() {
+            refill.push(t.elapsed());
+        }
+    }
+    stats("warm claim, pool full, no refill running", idle);
+    stats("warm claim while the pool refills", during);
+    stats(
+        "  (claim → pool full again, refills of 1–2 runners)",
+        refill,
+    );
+}
+
+/// The `warm` profile's pool: warm runners running and starting.
+struct Pool {
+    running: usize,
+    starting: usize,
+}
+
+/// Polls `GET /v1/runners` every 2 ms (at most 30 s) until `done` holds.
+fn wait_for_pool(url: &str, done: impl Fn(&Pool) -> bool) -> Option<Pool> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let out = Command::new("curl")
+            .args(["-s", &format!("{url}/v1/runners?limit=100")])
+            .output()
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let warm: Vec<&serde_json::Value> = v["data"]
+            .as_array()?
+            .iter()
+            .filter(|r| r["warm"] == true && r["execution_profile"] == "warm")
+            .collect();
+        let pool = Pool {
+            running: warm.iter().filter(|r| r["state"] == "running").count(),
+            starting: warm
+                .iter()
+                .filter(|r| r["state"] == "creating" || r["state"] == "provisioning")
+                .count(),
+        };
+        if done(&pool) {
+            return Some(pool);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    None
 }

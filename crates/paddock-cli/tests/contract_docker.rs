@@ -86,6 +86,23 @@ async fn docker_isolation_attacks() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_system_call_filter() {
+    if !available() {
+        return;
+    }
+    let probe = contract::syscall_probe();
+    if !require_or_skip(
+        "docker",
+        probe.is_some(),
+        "paddock-syscall-probe is not built (cargo test --workspace builds it)",
+    ) {
+        return;
+    }
+    let d = data_dir();
+    contract::syscall_filter(&docker(d.path()), &probe.expect("probe")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docker_runners_survive_a_new_backend_instance() {
     if !available() {
         return;

@@ -197,3 +197,21 @@ async fn a_sandbox_without_a_record_of_its_pid_is_still_destroyed() {
     );
     assert!(!dir.exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_system_call_filter() {
+    let d = data_dir();
+    let b = local(d.path(), LocalMode::Bwrap);
+    if !bwrap_or_skip(&b) {
+        return;
+    }
+    let probe = contract::syscall_probe();
+    if !require_or_skip(
+        "bwrap",
+        probe.is_some(),
+        "paddock-syscall-probe is not built (cargo test --workspace builds it)",
+    ) {
+        return;
+    }
+    contract::syscall_filter(&b, &probe.expect("probe")).await;
+}

@@ -16,6 +16,17 @@ pub enum NetworkMode {
     Unrestricted,
 }
 
+/// The system-call filter of a profile's runners (the policy: crate `paddock-seccomp`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeccompLevel {
+    #[default]
+    Default,
+    Strict,
+    /// No filter of Paddock's (a warning at start and in `GET /v1/profiles`).
+    Unconfined,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExecutionProfile {
@@ -38,6 +49,8 @@ pub struct ExecutionProfile {
     pub max_runners: Option<u32>,
     /// Runners kept provisioned and idle, ready to be claimed (0: none).
     pub warm_pool: u32,
+    /// The system calls its runners may not make.
+    pub seccomp: SeccompLevel,
 }
 
 impl Default for ExecutionProfile {
@@ -55,6 +68,7 @@ impl Default for ExecutionProfile {
             allowed_agents: vec![],
             max_runners: None,
             warm_pool: 0,
+            seccomp: SeccompLevel::Default,
         }
     }
 }

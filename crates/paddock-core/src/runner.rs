@@ -94,6 +94,10 @@ pub struct Runner {
     /// How each limit is actually enforced on the backend (`null`: not enforced).
     #[serde(default)]
     pub enforced: serde_json::Value,
+    /// The system-call filter asked for (its profile's; `enforced.seccomp` says what
+    /// the backend applies).
+    #[serde(default)]
+    pub seccomp: crate::profile::SeccompLevel,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// Why the runner last changed state when no user asked for it (idle timeout,

@@ -316,13 +316,22 @@ impl Server {
         let metrics = Arc::new(paddock_metrics::PaddockMetrics::new(env!(
             "CARGO_PKG_VERSION"
         )));
+        let profiles = config.execution_profiles();
+        for (name, p) in &profiles.profiles {
+            if p.seccomp == paddock_core::profile::SeccompLevel::Unconfined {
+                tracing::warn!(
+                    profile = %name,
+                    "UNCONFINED: runners of this profile have no system-call filter of Paddock's (seccomp = \"unconfined\"); code in them can mount, create namespaces and trace processes as far as the other layers allow"
+                );
+            }
+        }
         // Every store call is timed (paddock_store_operation_duration_seconds).
         let store: Arc<dyn Store> = Arc::new(timed_store::TimedStore::new(store, metrics.clone()));
         let manager = Arc::new(manager::Manager::new(manager::ManagerDeps {
             store: store.clone(),
             hub: hub.clone(),
             backends: backends(&config)?,
-            profiles: config.execution_profiles(),
+            profiles,
             settings: config.runners.clone(),
             snapshot_dir: config.data_dir.join("snapshots"),
             keyring: keyring.clone(),

@@ -228,6 +228,7 @@ impl Manager {
             env: r.env.clone(),
             limits: r.limits.clone(),
             network: r.network.clone(),
+            seccomp: r.seccomp,
         }
     }
 
@@ -388,6 +389,7 @@ impl Manager {
             network,
             limits,
             enforced: serde_json::Value::Null,
+            seccomp: profile.seccomp,
             env: vars,
             reason: None,
             started_at: None,

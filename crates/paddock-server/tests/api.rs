@@ -893,6 +893,7 @@ async fn runners_are_listed_and_filtered() {
         network: Default::default(),
         limits: Default::default(),
         enforced: Value::Null,
+        seccomp: Default::default(),
         env: Default::default(),
         reason: None,
         started_at: None,

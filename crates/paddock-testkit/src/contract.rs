@@ -9,7 +9,7 @@ use futures::StreamExt;
 use http_body_util::BodyExt;
 use hyper::Method;
 use paddock_backend::worker::{ExecOutput, WorkerClient};
-use paddock_backend::{Backend, Limits, Managed, NetworkPolicy, RunnerSpec};
+use paddock_backend::{Backend, Limits, Managed, NetworkPolicy, RunnerSpec, SeccompLevel};
 use paddock_core::id;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -24,6 +24,7 @@ pub fn spec(network: NetworkPolicy, limits: Limits) -> RunnerSpec {
         env: BTreeMap::from([("PADDOCK_TEST".to_string(), "contract".to_string())]),
         limits,
         network,
+        seccomp: Default::default(),
     }
 }
 
@@ -517,4 +518,140 @@ pub fn names(v: &Value) -> Vec<String> {
         .flatten()
         .filter_map(|e| e["name"].as_str().map(str::to_string))
         .collect()
+}
+
+/// The system-call probe (`paddock-syscall-probe`, a binary of this crate, built by
+/// `cargo test --workspace` next to the test binaries' directory), if it was built.
+pub fn syscall_probe() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let p = exe.parent()?.parent()?.join("paddock-syscall-probe");
+    p.exists().then_some(p)
+}
+
+/// Runs the probe in a new runner with `level`; its answers by call, and the runner's
+/// `enforced` report.
+async fn probe_in(
+    b: &dyn Backend,
+    level: SeccompLevel,
+    probe: &[u8],
+    calls: &[&str],
+) -> (BTreeMap<String, String>, Value, ExecOutput) {
+    let mut spec = spec_with(NetworkPolicy::None);
+    spec.seccomp = level;
+    let p = b
+        .provision(&spec)
+        .await
+        .unwrap_or_else(|e| panic!("{}: provision failed: {e}", b.name()));
+    let w = WorkerClient::new(b.connector(&spec.runner_id));
+    let (st, _) = raw(&w, Method::PUT, "/files/write?path=probe", probe).await;
+    assert_eq!(st, 200, "uploading the probe");
+    let out = sh(
+        &w,
+        &format!("chmod +x probe && ./probe {}", calls.join(" ")),
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{level:?}: the probe ran: {out:?}");
+    let answers = out
+        .stdout_text()
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    // The kernel's own word on the filter, and what `unshare -U` makes of it.
+    let status = sh(
+        &w,
+        "grep '^Seccomp:' /proc/self/status; unshare -U true 2>&1; echo unshare=$?",
+    )
+    .await;
+    b.destroy(&spec.runner_id).await.expect("destroy");
+    (
+        answers,
+        serde_json::to_value(&p.enforced).expect("enforced"),
+        status,
+    )
+}
+
+/// The system-call filter (`seccomp` of the profile): every call the policy denies
+/// fails with `EPERM` from a probe program inside the sandbox (`clone3` with `ENOSYS`,
+/// so that the C library falls back to `clone`), at `default` and `strict`; the kernel
+/// reports a filter; `unshare -U` and `ptrace` attach fail. The positive control: the
+/// same probe in an `unconfined` runner gets other answers for calls that can succeed
+/// there, and the kernel reports no filter.
+pub async fn syscall_filter(b: &dyn Backend, probe: &std::path::Path) {
+    let bytes = std::fs::read(probe).expect("the probe binary");
+    let mut calls: Vec<&str> = paddock_seccomp::denied(SeccompLevel::Strict);
+    calls.extend(["clone3", "clone_newuser", "ptrace_attach"]);
+    // What the issue names, whatever the policy's list says.
+    let must = [
+        "kexec_load",
+        "init_module",
+        "finit_module",
+        "bpf",
+        "perf_event_open",
+        "ptrace_attach",
+        "mount",
+        "pivot_root",
+        "unshare",
+        "clone_newuser",
+        "keyctl",
+        "userfaultfd",
+        "open_by_handle_at",
+        "iopl",
+        "ioperm",
+    ];
+    for level in [SeccompLevel::Default, SeccompLevel::Strict] {
+        let (got, enforced, status) = probe_in(b, level, &bytes, &calls).await;
+        let denied = paddock_seccomp::denied(level);
+        for name in denied.iter().copied().chain(must) {
+            let want = if name == "clone3" { "ENOSYS" } else { "EPERM" };
+            assert_eq!(
+                got.get(name).map(String::as_str),
+                Some(want),
+                "{}: {level:?}: {name}: {got:?}",
+                b.name()
+            );
+        }
+        assert_eq!(got.get("clone3").map(String::as_str), Some("ENOSYS"));
+        assert_eq!(enforced["seccomp"], json!(level), "{enforced}");
+        let text = status.stdout_text();
+        assert!(text.contains("Seccomp:\t2"), "{level:?}: {text}");
+        assert!(!text.contains("unshare=0"), "unshare -U must fail: {text}");
+    }
+    // Strict denies more than default.
+    let (got, _, _) = probe_in(b, SeccompLevel::Default, &bytes, &["io_uring_setup"]).await;
+    assert_ne!(
+        got["io_uring_setup"], "EPERM",
+        "default leaves io_uring: {got:?}"
+    );
+
+    let (got, enforced, status) = probe_in(b, SeccompLevel::Unconfined, &bytes, &calls).await;
+    // Docker's own default profile still applies to an unconfined container: it denies
+    // `unshare`, `clone3`, `perf_event_open` and `process_vm_readv` itself.
+    let passes: &[&str] = if b.name() == "docker" {
+        &["ptrace_attach", "clock_adjtime"]
+    } else {
+        &[
+            "unshare",
+            "clone3",
+            "ptrace_attach",
+            "process_vm_readv",
+            "perf_event_open",
+        ]
+    };
+    for name in passes.iter().copied() {
+        assert_ne!(
+            got.get(name).map(String::as_str),
+            Some("EPERM"),
+            "{}: unconfined: {name} should get past the (absent) filter: {got:?}",
+            b.name()
+        );
+    }
+    assert!(
+        enforced.get("seccomp").is_none_or(Value::is_null),
+        "{enforced}"
+    );
+    let text = status.stdout_text();
+    if b.name() == "local" {
+        assert!(text.contains("Seccomp:\t0"), "unconfined: {text}");
+    }
 }

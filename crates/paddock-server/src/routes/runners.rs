@@ -518,6 +518,7 @@ pub async fn profiles(State(s): State<AppState>, RawQuery(q): RawQuery) -> ApiRe
             v["type"] = json!("execution_profile");
             v["name"] = json!(name);
             v["default"] = json!(*name == p.default);
+            v["seccomp_policy"] = paddock_seccomp::describe(prof.seccomp);
             v
         })
         .collect();
