@@ -34,6 +34,7 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 
 use crate::local::WorkerCommand;
+use crate::uids::{self, UidPool};
 use crate::{io, Backend};
 use crate::{
     BackendError, Capabilities, Connector, Enforced, Enforcement, Isolation, Managed,
@@ -59,6 +60,9 @@ pub struct DockerConfig {
     pub start_timeout: Duration,
     /// Size of the tmpfs at `/tmp`.
     pub tmp_size_mb: u64,
+    /// `(first, count)`: each runner's container runs as a host uid of its own from
+    /// this range (None: every container runs as `RUNNER_UID`).
+    pub uid_range: Option<(u32, u32)>,
 }
 
 impl DockerConfig {
@@ -70,6 +74,7 @@ impl DockerConfig {
             socket: PathBuf::from("/var/run/docker.sock"),
             start_timeout: Duration::from_secs(30),
             tmp_size_mb: 256,
+            uid_range: None,
         }
     }
 }
@@ -96,6 +101,7 @@ pub struct DockerBackend {
     docker: OnceCell<Docker>,
     /// Egress proxies of `limited` runners, by runner id.
     proxies: Arc<Mutex<HashMap<String, paddock_egress::EgressProxy>>>,
+    uids: Option<UidPool>,
 }
 
 fn engine(context: &str, e: bollard::errors::Error) -> BackendError {
@@ -126,6 +132,9 @@ fn network_name(id: &str) -> String {
 impl DockerBackend {
     pub fn new(cfg: DockerConfig) -> Self {
         DockerBackend {
+            uids: cfg
+                .uid_range
+                .map(|(first, count)| UidPool::new("docker", cfg.root.clone(), first, count)),
             cfg,
             docker: OnceCell::new(),
             proxies: Arc::new(Mutex::new(HashMap::new())),
@@ -184,22 +193,59 @@ impl DockerBackend {
         std::fs::rename(&tmp, &path).map_err(io("writing meta.json"))
     }
 
-    /// The runner's directories: `workspace` and `sock` belong to the runner's user.
-    fn layout(&self, id: &str) -> Result<()> {
+    /// The host uid runner `id`'s container runs as (claimed from the range on first
+    /// use: then `true`).
+    fn runner_uid(&self, id: &str) -> Result<(u32, bool)> {
+        match &self.uids {
+            Some(pool) => pool.of(id),
+            None => Ok((RUNNER_UID, false)),
+        }
+    }
+
+    /// The host uid runner `id` has (with a range: the one recorded, if any).
+    pub fn uid_of(&self, id: &str) -> Option<u32> {
+        match &self.uids {
+            Some(pool) => pool.recorded(id),
+            None => Some(RUNNER_UID),
+        }
+    }
+
+    /// The uids claimed now, with their runners (the per-runner range only).
+    pub fn claimed_uids(&self) -> Vec<(u32, String)> {
+        self.uids.as_ref().map(UidPool::claimed).unwrap_or_default()
+    }
+
+    /// The runner's directories: `workspace` and `sock` belong to the runner's user, and
+    /// `etc/passwd` names it `paddock` (the image's own names user 1000).
+    fn layout(&self, id: &str) -> Result<u32> {
         use std::os::unix::fs::PermissionsExt;
         let dir = self.dir(id);
-        std::fs::create_dir_all(&dir).map_err(io("creating the runner directory"))?;
+        std::fs::create_dir_all(dir.join("etc")).map_err(io("creating the runner directory"))?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))
             .map_err(io("chmod"))?;
+        let (uid, new) = self.runner_uid(id)?;
         for sub in ["workspace", "sock"] {
             let p = dir.join(sub);
             std::fs::create_dir_all(&p).map_err(io("creating the runner directory"))?;
-            std::os::unix::fs::chown(&p, Some(RUNNER_UID), Some(RUNNER_UID))
-                .map_err(io("chown"))?;
+            if new {
+                uids::chown_tree(&p, uid)?;
+            } else {
+                std::os::unix::fs::chown(&p, Some(uid), Some(uid)).map_err(io("chown"))?;
+            }
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700))
                 .map_err(io("chmod"))?;
         }
-        Ok(())
+        std::fs::write(
+            dir.join("etc/passwd"),
+            format!("root:x:0:0:root:/root:/bin/sh\npaddock:x:{uid}:{uid}:Paddock runner:/workspace:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"),
+        )
+        .map_err(io("writing passwd"))?;
+        std::fs::write(
+            dir.join("etc/group"),
+            format!("root:x:0:\npaddock:x:{uid}:\nnogroup:x:65534:\n"),
+        )
+        .map_err(io("writing group"))?;
+        Ok(uid)
     }
 
     /// Starts (or re-attaches) the egress proxy of a `limited` runner on its network's
@@ -348,11 +394,12 @@ impl DockerBackend {
     async fn launch(&self, spec: &RunnerSpec) -> Result<Provisioned> {
         let id = &spec.runner_id;
         let docker = self.docker().await?;
-        self.layout(id)?;
+        let uid = self.layout(id)?;
         self.remove_container(id).await?;
         let sock = self.socket(id);
         let _ = std::fs::remove_file(&sock);
-        let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut env: Vec<String> = vec!["HOME=/workspace".into(), "USER=paddock".into()];
+        env.extend(spec.env.iter().map(|(k, v)| format!("{k}={v}")));
         let mut egress = None;
         let network_mode = match &spec.network {
             NetworkPolicy::None => "none".to_string(),
@@ -388,6 +435,8 @@ impl DockerBackend {
                 "{}:{WORKER_IN_CONTAINER}:ro",
                 self.cfg.worker.path.display()
             ),
+            format!("{}:/etc/passwd:ro", dir.join("etc/passwd").display()),
+            format!("{}:/etc/group:ro", dir.join("etc/group").display()),
         ];
         let mut labels = HashMap::from([
             ("paddock.managed".to_string(), "true".to_string()),
@@ -430,7 +479,7 @@ impl DockerBackend {
                 }),
                 ContainerCreateBody {
                     image: Some(image.clone()),
-                    user: Some(format!("{RUNNER_UID}:{RUNNER_UID}")),
+                    user: Some(format!("{uid}:{uid}")),
                     cmd: Some(cmd),
                     env: Some(env),
                     working_dir: Some("/workspace".into()),
@@ -632,11 +681,17 @@ impl crate::Backend for DockerBackend {
             Err(e) if not_found(&e) => {}
             Err(e) => return Err(engine("removing the runner's network", e)),
         }
+        let uid = self.uids.as_ref().and_then(|p| p.recorded(runner_id));
         match tokio::fs::remove_dir_all(self.dir(runner_id)).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(BackendError::io("removing the runner directory", e)),
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(BackendError::io("removing the runner directory", e)),
         }
+        // Only now that nothing it owned is left may another runner get its uid.
+        if let (Some(pool), Some(uid)) = (&self.uids, uid) {
+            pool.release(runner_id, uid);
+        }
+        Ok(())
     }
 
     async fn list_managed(&self) -> Result<Vec<Managed>> {
@@ -735,8 +790,8 @@ impl crate::Backend for DockerBackend {
                 message: "stop the runner before restoring its workspace".into(),
             });
         }
-        self.layout(runner_id)?;
-        crate::workspace::restore(&self.dir(runner_id), src, Some(RUNNER_UID)).await
+        let uid = self.layout(runner_id)?;
+        crate::workspace::restore(&self.dir(runner_id), src, Some(uid)).await
     }
 
     fn oom_kills(&self, runner_id: &str) -> Option<u64> {

@@ -6,6 +6,7 @@
 mod cgroup;
 pub mod docker;
 pub mod local;
+pub mod uids;
 pub mod worker;
 mod workspace;
 

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::uids::{self, UidPool};
 use crate::worker::WorkerClient;
 use crate::{
     cgroup, io, Backend, BackendError, Capabilities, Connector, Enforced, Enforcement, Managed,
@@ -49,8 +50,12 @@ pub struct LocalConfig {
     pub root: PathBuf,
     pub worker: WorkerCommand,
     pub mode: LocalMode,
-    /// The host user sandboxes run as (`None`: the orchestrator's own user).
+    /// The host user sandboxes run as (`None`: the orchestrator's own user), when no
+    /// `uid_range` gives each runner its own.
     pub sandbox_uid: Option<u32>,
+    /// `(first, count)`: each runner gets a host uid of its own from this range (needs
+    /// root and setpriv, like `sandbox_uid`).
+    pub uid_range: Option<(u32, u32)>,
     /// How long a new worker may take to answer.
     pub start_timeout: Duration,
     /// The host prefix of the ACP agents (scripts/agents.sh), mounted read-only at
@@ -65,6 +70,7 @@ impl LocalConfig {
             worker,
             mode: LocalMode::Bwrap,
             sandbox_uid: Some(65534),
+            uid_range: None,
             start_timeout: Duration::from_secs(15),
             agents_dir: None,
         }
@@ -86,6 +92,7 @@ pub struct LocalBackend {
     cfg: LocalConfig,
     bwrap: Option<PathBuf>,
     setpriv: Option<PathBuf>,
+    uids: Option<UidPool>,
 }
 
 fn which(name: &str) -> Option<PathBuf> {
@@ -133,6 +140,9 @@ impl LocalBackend {
         LocalBackend {
             bwrap: which("bwrap"),
             setpriv: which("setpriv"),
+            uids: cfg
+                .uid_range
+                .map(|(first, count)| UidPool::new("local", cfg.root.clone(), first, count)),
             cfg,
         }
     }
@@ -177,11 +187,16 @@ impl LocalBackend {
         mode(&dir.join("etc"), 0o755)?;
         mode(&dir.join("workspace"), 0o700)?;
         mode(&dir.join("sock"), 0o700)?;
-        if let Some(uid) = self.sandbox_uid() {
+        if let Some((uid, new)) = self.runner_uid(id)? {
             for sub in ["workspace", "sock"] {
                 let p = dir.join(sub);
-                std::os::unix::fs::chown(&p, Some(uid), Some(uid))
-                    .map_err(io(format!("chown {}", p.display())))?;
+                if new {
+                    // A new identity: everything of the runner's becomes its.
+                    uids::chown_tree(&p, uid)?;
+                } else {
+                    std::os::unix::fs::chown(&p, Some(uid), Some(uid))
+                        .map_err(io(format!("chown {}", p.display())))?;
+                }
             }
             // The sandbox user must be able to reach its directory to mount it.
             for a in dir.ancestors().skip(1) {
@@ -212,15 +227,41 @@ impl LocalBackend {
         Ok(())
     }
 
-    fn sandbox_uid(&self) -> Option<u32> {
-        // Dropping to another user needs root and setpriv; otherwise sandboxes keep our
-        // (unprivileged) user, mapped by bubblewrap's user namespace.
+    /// Whether sandboxes can run as another host user: that needs root and setpriv;
+    /// otherwise they keep our (unprivileged) user, mapped by bubblewrap's user
+    /// namespace.
+    fn drops_user(&self) -> bool {
         // SAFETY: geteuid(2) has no preconditions.
         let root = unsafe { libc::geteuid() } == 0;
-        self.setpriv
-            .as_ref()
-            .filter(|_| root)
-            .and(self.cfg.sandbox_uid)
+        root && self.setpriv.is_some() && self.cfg.mode == LocalMode::Bwrap
+    }
+
+    /// The host uid runner `id` runs as: its own from the pool (claimed on first use:
+    /// then `true`), else the shared `sandbox_uid`; None when sandboxes keep our user.
+    fn runner_uid(&self, id: &str) -> Result<Option<(u32, bool)>> {
+        if !self.drops_user() {
+            return Ok(None);
+        }
+        match &self.uids {
+            Some(pool) => pool.of(id).map(Some),
+            None => Ok(self.cfg.sandbox_uid.map(|u| (u, false))),
+        }
+    }
+
+    /// The host uid runner `id` has (none claimed or recorded: None).
+    pub fn uid_of(&self, id: &str) -> Option<u32> {
+        if !self.drops_user() {
+            return None;
+        }
+        match &self.uids {
+            Some(pool) => pool.recorded(id),
+            None => self.cfg.sandbox_uid,
+        }
+    }
+
+    /// The uids claimed now, with their runners (the per-runner range only).
+    pub fn claimed_uids(&self) -> Vec<(u32, String)> {
+        self.uids.as_ref().map(UidPool::claimed).unwrap_or_default()
     }
 
     fn bwrap_args(&self, spec: &RunnerSpec, dir: &Path) -> Vec<String> {
@@ -379,7 +420,7 @@ impl LocalBackend {
                     backend: "local",
                     reason: "bubblewrap (bwrap) is not installed".into(),
                 })?;
-                if let (Some(uid), Some(setpriv)) = (self.sandbox_uid(), &self.setpriv) {
+                if let (Some(uid), Some(setpriv)) = (self.uid_of(id), &self.setpriv) {
                     cmd.arg(setpriv)
                         .arg(format!("--reuid={uid}"))
                         .arg(format!("--regid={uid}"))
@@ -717,9 +758,14 @@ impl Backend for LocalBackend {
         }
         self.kill_sandbox(runner_id).await?;
         cgroup::remove(runner_id);
+        let uid = self.uids.as_ref().and_then(|p| p.recorded(runner_id));
         tokio::fs::remove_dir_all(&dir)
             .await
             .map_err(io(format!("removing {}", dir.display())))?;
+        // Only now that nothing it owned is left may another runner get its uid.
+        if let (Some(pool), Some(uid)) = (&self.uids, uid) {
+            pool.release(runner_id, uid);
+        }
         Ok(())
     }
 
@@ -788,7 +834,8 @@ impl Backend for LocalBackend {
             });
         }
         self.layout(runner_id)?;
-        crate::workspace::restore(&self.dir(runner_id), src, self.sandbox_uid()).await
+        let uid = self.uid_of(runner_id);
+        crate::workspace::restore(&self.dir(runner_id), src, uid).await
     }
 
     fn oom_kills(&self, runner_id: &str) -> Option<u64> {

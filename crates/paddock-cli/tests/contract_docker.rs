@@ -5,7 +5,7 @@
 
 use paddock_backend::docker::{DockerBackend, DockerConfig};
 use paddock_backend::local::WorkerCommand;
-use paddock_backend::{Backend, Isolation};
+use paddock_backend::{Backend, Isolation, Limits, NetworkPolicy};
 use paddock_testkit::{contract, require_or_skip};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -26,8 +26,14 @@ fn worker() -> WorkerCommand {
     }
 }
 
+/// The host uids the tests' containers get, one each (no host user has them, and the
+/// local backend's tests use others).
+const UIDS: (u32, u32) = (500_000, 1_000);
+
 fn docker(root: &Path) -> DockerBackend {
-    DockerBackend::new(DockerConfig::new(root.join("docker"), worker()))
+    let mut cfg = DockerConfig::new(root.join("docker"), worker());
+    cfg.uid_range = Some(UIDS);
+    DockerBackend::new(cfg)
 }
 
 /// Docker and the base image, or a printed reason.
@@ -100,6 +106,51 @@ async fn docker_system_call_filter() {
     }
     let d = data_dir();
     contract::syscall_filter(&docker(d.path()), &probe.expect("probe")).await;
+}
+
+/// Each container runs as a host uid of its own, which owns its workspace: runner A's
+/// uid, outside every namespace, cannot touch runner B's files or processes, B's can
+/// (contract::host_identity_attacks); a new backend instance keeps the uids, and
+/// destroying both releases them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_container_has_a_host_uid_of_its_own() {
+    if !available() {
+        return;
+    }
+    let d = data_dir();
+    let root = d.path().to_path_buf();
+    let b = docker(&root);
+    let (sa, sb) = (
+        contract::spec(NetworkPolicy::None, Limits::default()),
+        contract::spec(NetworkPolicy::None, Limits::default()),
+    );
+    let pa = b.provision(&sa).await.expect("provision A");
+    let pb = b.provision(&sb).await.expect("provision B");
+    let (ua, ub) = (
+        b.uid_of(&sa.runner_id).expect("A's uid"),
+        b.uid_of(&sb.runner_id).expect("B's uid"),
+    );
+    assert_ne!(ua, ub);
+    assert!((UIDS.0..UIDS.0 + UIDS.1).contains(&ua), "{ua}");
+    let wa = paddock_backend::WorkerClient::new(pa.connector);
+    let me = contract::sh(&wa, "id -u; id -un; echo $HOME")
+        .await
+        .stdout_text();
+    assert_eq!(me, format!("{ua}\npaddock\n/workspace\n"));
+    let wb = paddock_backend::WorkerClient::new(pb.connector);
+    contract::sh(&wb, "echo b-secret > secret.txt").await;
+    let ws_b = root.join("docker").join(&sb.runner_id).join("workspace");
+    contract::host_identity_attacks(&ws_b, ua, ub);
+    let again = docker(&root);
+    assert_eq!(again.uid_of(&sa.runner_id), Some(ua));
+    for s in [&sa, &sb] {
+        again.destroy(&s.runner_id).await.expect("destroy");
+    }
+    assert!(
+        again.claimed_uids().is_empty(),
+        "{:?}",
+        again.claimed_uids()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,9 +16,13 @@ fn worker() -> WorkerCommand {
     }
 }
 
+/// The host uids the tests' runners get, one each (no host user has them).
+const UIDS: (u32, u32) = (300_000, 1_000);
+
 fn local(root: &Path, mode: LocalMode) -> LocalBackend {
     let mut cfg = LocalConfig::new(root.join("runners"), worker());
     cfg.mode = mode;
+    cfg.uid_range = Some(UIDS);
     LocalBackend::new(cfg)
 }
 
@@ -214,4 +218,121 @@ async fn local_system_call_filter() {
         return;
     }
     contract::syscall_filter(&b, &probe.expect("probe")).await;
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid(2) has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Each runner runs as a host uid of its own, which owns its workspace (mode 0700): a
+/// process of runner A's uid outside every namespace, given B's paths, cannot read,
+/// write, hard-link or signal anything of B's — while B's own uid can (the positive
+/// control). A restarted backend keeps each runner's uid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_runner_has_a_host_uid_of_its_own() {
+    let d = data_dir();
+    let root = d.path().to_path_buf();
+    let b = local(&root, LocalMode::Bwrap);
+    if !bwrap_or_skip(&b) {
+        return;
+    }
+    if !require_or_skip(
+        "bwrap",
+        is_root(),
+        "per-runner uids need root (and setpriv)",
+    ) {
+        return;
+    }
+    let (sa, sb) = (
+        contract::spec(NetworkPolicy::None, Limits::default()),
+        contract::spec(NetworkPolicy::None, Limits::default()),
+    );
+    b.provision(&sa).await.expect("provision A");
+    let pb = b.provision(&sb).await.expect("provision B");
+    let (ua, ub) = (
+        b.uid_of(&sa.runner_id).expect("A's uid"),
+        b.uid_of(&sb.runner_id).expect("B's uid"),
+    );
+    assert_ne!(ua, ub);
+    let range = UIDS.0..UIDS.0 + UIDS.1;
+    assert!(range.contains(&ua) && range.contains(&ub), "{ua} {ub}");
+    // The sandbox's processes run as its own host uid.
+    assert!(!contract::pids_of(ua).is_empty() && !contract::pids_of(ub).is_empty());
+    let wb = paddock_backend::WorkerClient::new(pb.connector.clone());
+    contract::sh(&wb, "echo b-secret > secret.txt").await;
+    let ws_b = root.join("runners").join(&sb.runner_id).join("workspace");
+    contract::host_identity_attacks(&ws_b, ua, ub);
+    // A new backend instance (a restarted orchestrator) sees the same uids, and a
+    // restart of the sandbox keeps it.
+    let again = local(&root, LocalMode::Bwrap);
+    assert_eq!(again.uid_of(&sa.runner_id), Some(ua));
+    again
+        .stop(&sa.runner_id, std::time::Duration::from_millis(100))
+        .await
+        .expect("stop");
+    let pa = again.start(&sa).await.expect("start");
+    let wa = paddock_backend::WorkerClient::new(pa.connector);
+    assert_eq!(contract::sh(&wa, "true").await.code, Some(0));
+    assert!(!contract::pids_of(ua).is_empty(), "restarted as {ua}");
+    for s in [&sa, &sb] {
+        again.destroy(&s.runner_id).await.expect("destroy");
+    }
+    assert!(
+        again.claimed_uids().is_empty(),
+        "{:?}",
+        again.claimed_uids()
+    );
+}
+
+/// Files under the runners' root owned by a uid of `range`.
+fn owned_in(dir: &Path, range: &std::ops::Range<u32>, out: &mut Vec<String>) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Ok(m) = std::fs::symlink_metadata(e.path()) else {
+            continue;
+        };
+        if range.contains(&m.uid()) {
+            out.push(format!("{} ({})", e.path().display(), m.uid()));
+        }
+        if m.is_dir() {
+            owned_in(&e.path(), range, out);
+        }
+    }
+}
+
+/// 200 runners created (each writes a file) and destroyed in turn: no uid stays
+/// claimed and no file of a released uid is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_runners_leave_no_uid_behind() {
+    let d = data_dir();
+    let b = local(d.path(), LocalMode::Bwrap);
+    if !bwrap_or_skip(&b) {
+        return;
+    }
+    if !require_or_skip(
+        "bwrap",
+        is_root(),
+        "per-runner uids need root (and setpriv)",
+    ) {
+        return;
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..200 {
+        let spec = contract::spec(NetworkPolicy::None, Limits::default());
+        let p = b.provision(&spec).await.expect("provision");
+        seen.insert(b.uid_of(&spec.runner_id).expect("uid"));
+        let w = paddock_backend::WorkerClient::new(p.connector);
+        let out = contract::sh(&w, "echo x > file.txt && mkdir -p d && echo y > d/f").await;
+        assert_eq!(out.code, Some(0), "{out:?}");
+        b.destroy(&spec.runner_id).await.expect("destroy");
+    }
+    assert!(seen.len() > 1, "uids are spread over the range: {seen:?}");
+    assert!(b.claimed_uids().is_empty(), "{:?}", b.claimed_uids());
+    let mut left = vec![];
+    owned_in(d.path(), &(UIDS.0..UIDS.0 + UIDS.1), &mut left);
+    assert!(left.is_empty(), "files of released uids: {left:?}");
 }

@@ -103,9 +103,22 @@ fn cgroups_of(ids: &[String]) -> Vec<String> {
     left
 }
 
-/// The runner directories left under the data dir.
+/// The runner directories left under the data dir, and the host uids still claimed
+/// for these runners (`<backend root>/.uids/<uid>` names its runner).
 fn dirs_of(data: &Path, ids: &[String]) -> Vec<String> {
     let mut left = vec![];
+    for sub in ["runners", "docker"] {
+        for claim in std::fs::read_dir(data.join(sub).join(".uids"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let holder = std::fs::read_to_string(claim.path()).unwrap_or_default();
+            if ids.contains(&holder) {
+                left.push(format!("{} ({holder})", claim.path().display()));
+            }
+        }
+    }
     for sub in ["runners", "docker"] {
         for id in ids {
             let p = data.join(sub).join(id);

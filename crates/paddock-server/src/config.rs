@@ -76,6 +76,9 @@ pub struct DockerSettings {
     pub start_timeout_secs: u64,
     /// Size of each runner's tmpfs `/tmp`, in MiB.
     pub tmp_size_mb: u64,
+    /// `[first, count]`: each container runs as a host uid of its own from this range
+    /// (disjoint from `local.uid_range`); `[]`: every container is uid 1000.
+    pub uid_range: Vec<u32>,
 }
 
 impl Default for DockerSettings {
@@ -86,6 +89,7 @@ impl Default for DockerSettings {
             default_image: "paddock-base:latest".into(),
             start_timeout_secs: 30,
             tmp_size_mb: 256,
+            uid_range: vec![300_000, 65_536],
         }
     }
 }
@@ -232,8 +236,11 @@ impl Default for RunnerSettings {
 pub struct LocalSettings {
     /// `bwrap` (namespaces) or `process` (no isolation at all).
     pub mode: LocalMode,
-    /// Host user id sandboxes run as (needs `setpriv`).
+    /// Host user id sandboxes run as (needs `setpriv`) when `uid_range` is off.
     pub sandbox_uid: Option<u32>,
+    /// `[first, count]`: each runner runs as a host uid of its own from this range
+    /// (needs root and `setpriv`); `[]` turns it off (every runner is `sandbox_uid`).
+    pub uid_range: Vec<u32>,
     /// The worker binary; default: this `paddock` binary's `worker` subcommand.
     pub worker: Option<PathBuf>,
     /// Seconds a new worker may take to answer.
@@ -248,6 +255,7 @@ impl Default for LocalSettings {
         LocalSettings {
             mode: LocalMode::Bwrap,
             sandbox_uid: Some(65534),
+            uid_range: vec![200_000, 65_536],
             worker: None,
             start_timeout_secs: 15,
             agents_dir: PathBuf::from("/var/cache/paddock-images/agents"),

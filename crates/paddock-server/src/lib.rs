@@ -602,12 +602,38 @@ fn worker_at(path: std::path::PathBuf) -> WorkerCommand {
     }
 }
 
+/// A `[first, count]` uid range of a backend (`[]`: none), refused when it holds host
+/// users.
+fn uid_range(key: &str, v: &[u32]) -> Result<Option<(u32, u32)>, ServerError> {
+    match v {
+        [] => Ok(None),
+        [first, count] if *count > 0 && first.checked_add(*count).is_some() => {
+            let range = *first..first + count;
+            let users = paddock_backend::uids::host_users_in(&range);
+            if !users.is_empty() {
+                return Err(ServerError::Config(format!(
+                    "{key}: {}..{} holds host users: {}; choose a range no host user has",
+                    range.start,
+                    range.end,
+                    users.join(", ")
+                )));
+            }
+            Ok(Some((*first, *count)))
+        }
+        _ => Err(ServerError::Config(format!(
+            "{key}: must be [first, count] with count > 0 (or [] for none)"
+        ))),
+    }
+}
+
 fn backends(config: &Config) -> Result<BTreeMap<String, Arc<dyn Backend>>, ServerError> {
     let mut local = LocalConfig::new(config.data_dir.join("runners"), worker_command(config)?);
     local.mode = config.local.mode;
     local.sandbox_uid = config.local.sandbox_uid;
+    local.uid_range = uid_range("local.uid_range", &config.local.uid_range)?;
     local.agents_dir = Some(config.local.agents_dir.clone());
     local.start_timeout = std::time::Duration::from_secs(config.local.start_timeout_secs);
+    let local_uids = local.uid_range;
     let local = LocalBackend::new(local);
     let caps = local.capabilities();
     if let Some(note) = &caps.note {
@@ -636,6 +662,16 @@ fn backends(config: &Config) -> Result<BTreeMap<String, Arc<dyn Backend>>, Serve
     docker.default_image = d.default_image.clone();
     docker.start_timeout = std::time::Duration::from_secs(d.start_timeout_secs);
     docker.tmp_size_mb = d.tmp_size_mb;
+    docker.uid_range = uid_range("docker.uid_range", &d.uid_range)?;
+    if let (Some((a, n)), Some((b, m))) = (local_uids, docker.uid_range) {
+        if a < b + m && b < a + n {
+            return Err(ServerError::Config(format!(
+                "docker.uid_range {b}..{} overlaps local.uid_range {a}..{}: runners of the two backends would share host uids",
+                b + m,
+                a + n
+            )));
+        }
+    }
     map.insert(
         "docker".into(),
         Arc::new(paddock_backend::docker::DockerBackend::new(docker)),

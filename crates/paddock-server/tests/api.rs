@@ -957,3 +957,26 @@ async fn meta_routes_describe_the_api() {
         .expect("ascii")
         .starts_with("req_"));
 }
+
+/// Bad uid ranges stop the server with the key named: an empty or overflowing range, a
+/// range that holds a host user (root is uid 0), and two backends' ranges that overlap.
+#[tokio::test]
+async fn bad_uid_ranges_are_refused_naming_the_key() {
+    for (local, docker, key) in [
+        (vec![5, 0], vec![], "local.uid_range"),
+        (vec![u32::MAX, 2], vec![], "local.uid_range"),
+        (vec![0, 10], vec![], "local.uid_range"),
+        (vec![], vec![1, 2, 3], "docker.uid_range"),
+        (vec![400_000, 100], vec![400_050, 100], "docker.uid_range"),
+    ] {
+        let (_keep, dir) = tempdir();
+        let mut cfg = common::config(&dir);
+        cfg.local.uid_range = local.clone();
+        cfg.docker.uid_range = docker.clone();
+        let err = match paddock_server::Server::bind(cfg).await {
+            Ok(_) => panic!("{local:?} / {docker:?} was accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains(key), "{local:?} / {docker:?}: {err}");
+    }
+}

@@ -655,3 +655,72 @@ pub async fn syscall_filter(b: &dyn Backend, probe: &std::path::Path) {
         assert!(text.contains("Seccomp:\t0"), "unconfined: {text}");
     }
 }
+
+/// Host pids of the processes running as `uid`.
+pub fn pids_of(uid: u32) -> Vec<String> {
+    let out = std::process::Command::new("pgrep")
+        .args(["-u", &uid.to_string()])
+        .output()
+        .expect("pgrep");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// `sh -c script` on the host as `uid`: a process of that runner's identity with every
+/// namespace gone.
+pub fn as_uid(uid: u32, script: &str) -> std::process::Output {
+    std::process::Command::new("setpriv")
+        .args([
+            &format!("--reuid={uid}"),
+            &format!("--regid={uid}"),
+            "--clear-groups",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
+        .output()
+        .expect("setpriv runs")
+}
+
+/// Runner A's host identity (`ua`), outside every namespace and given runner B's
+/// workspace path `ws_b` (which holds `secret.txt`), cannot read, list, write or
+/// hard-link B's files, nor signal B's processes; B's identity (`ub`) can do each of
+/// them (the positive control: the attack could have worked).
+pub fn host_identity_attacks(ws_b: &std::path::Path, ua: u32, ub: u32) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(ws_b).expect("B's workspace");
+    assert_eq!(
+        (meta.uid(), meta.mode() & 0o777),
+        (ub, 0o700),
+        "B's workspace"
+    );
+    let pid_b = pids_of(ub)
+        .into_iter()
+        .next()
+        .expect("a process of B's uid");
+    let ws = ws_b.display();
+    let attacks = [
+        format!("cat {ws}/secret.txt"),
+        format!("ls {ws}"),
+        format!("echo pwned > {ws}/new.txt"),
+        format!("ln {ws}/secret.txt {ws}/link.txt"),
+        format!("kill -0 {pid_b}"),
+    ];
+    for attack in &attacks {
+        let out = as_uid(ua, attack);
+        assert!(
+            !out.status.success(),
+            "as A's uid {ua}: `{attack}` succeeded: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let own = as_uid(ub, attack);
+        assert!(
+            own.status.success(),
+            "as B's uid {ub}: `{attack}` failed (the attack could not have worked): {}",
+            String::from_utf8_lossy(&own.stderr)
+        );
+    }
+}
