@@ -892,7 +892,11 @@ schemas["SeccompLevel"] = {
 }
 schemas["Enforced"] = obj(
     {"cpu": ENFORCEMENT_NULL, "memory": ENFORCEMENT_NULL, "pids": ENFORCEMENT_NULL, "disk": ENFORCEMENT_NULL,
-     "seccomp": desc(ref("SeccompLevel"), "The system-call filter the backend applies; absent: none of Paddock's (an `unconfined` profile, or a plain-process local runner).")},
+     "seccomp": desc(ref("SeccompLevel"), "The system-call filter the backend applies; absent: none of Paddock's (an `unconfined` profile, or a plain-process local runner)."),
+     "landlock": obj({"abi": {"type": "integer", "description": "The kernel's Landlock ABI version (0: none)."},
+                      "status": {"type": "string", "enum": ["fully_enforced", "partially_enforced", "not_enforced"]}},
+                     required=["abi", "status"],
+                     description="What Landlock confines the runner's worker (and everything it runs) to: its workspace, /tmp, /dev and its socket directory writable, the system directories read-only, nothing else; as the worker reports it. `not_enforced`: this kernel has no Landlock.")},
     required=["cpu", "memory", "pids", "disk"],
     description="Limit by limit, how a limit is (or can be) enforced; null: not enforced (on a runner, usually because no limit was asked for).",
 )

@@ -58,6 +58,7 @@ pub fn capabilities() -> Enforced {
             pids: v1_has("pids").then_some(Enforcement::CgroupV1),
             disk: None,
             seccomp: None,
+            landlock: None,
         },
         Some(e) => Enforced {
             cpu: Some(e),
@@ -65,6 +66,7 @@ pub fn capabilities() -> Enforced {
             pids: Some(e),
             disk: None,
             seccomp: None,
+            landlock: None,
         },
         None => Enforced {
             cpu: None,
@@ -72,6 +74,7 @@ pub fn capabilities() -> Enforced {
             pids: None,
             disk: None,
             seccomp: None,
+            landlock: None,
         },
     }
 }

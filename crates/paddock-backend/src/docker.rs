@@ -424,6 +424,11 @@ impl DockerBackend {
                 "/run/paddock/worker.sock",
                 "--workspace",
                 "/workspace",
+                "--landlock",
+                "--writable",
+                "/tmp",
+                "--writable",
+                "/dev",
             ]
             .map(String::from),
         );
@@ -525,17 +530,22 @@ impl DockerBackend {
         )?;
         let connector = self.connector(id);
         let client = crate::WorkerClient::new(connector.clone());
-        if let Err(e) = client.wait_healthy(self.cfg.start_timeout).await {
-            let logs = self.logs(id, 20).await.unwrap_or_default();
-            let _ = self.remove_container(id).await;
-            return Err(BackendError::Timeout(format!(
-                "the worker in container {} did not answer: {e}; its log: {logs}",
-                container_name(id)
-            )));
-        }
+        let health = match client.wait_healthy(self.cfg.start_timeout).await {
+            Ok(h) => h,
+            Err(e) => {
+                let logs = self.logs(id, 20).await.unwrap_or_default();
+                let _ = self.remove_container(id).await;
+                return Err(BackendError::Timeout(format!(
+                    "the worker in container {} did not answer: {e}; its log: {logs}",
+                    container_name(id)
+                )));
+            }
+        };
+        let mut enforced = self.enforced(spec);
+        enforced.landlock = crate::LandlockReport::from_health(&health);
         Ok(Provisioned {
             connector,
-            enforced: self.enforced(spec),
+            enforced,
             handle: serde_json::json!({"container_id": created.id, "container": container_name(id)}),
         })
     }
@@ -548,6 +558,7 @@ impl DockerBackend {
             pids: l.pids.map(|_| Enforcement::Container),
             disk: l.disk_mb.map(|_| Enforcement::NotEnforced),
             seccomp: (spec.seccomp != SeccompLevel::Unconfined).then_some(spec.seccomp),
+            landlock: None,
         }
     }
 }
@@ -604,6 +615,7 @@ impl crate::Backend for DockerBackend {
                 pids: Some(Enforcement::Container),
                 disk: Some(Enforcement::NotEnforced),
                 seccomp: None,
+                landlock: None,
             },
             survives_restart: true,
         }

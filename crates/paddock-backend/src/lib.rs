@@ -106,6 +106,32 @@ pub struct Enforced {
     /// The system-call filter applied (`default` or `strict`; absent: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seccomp: Option<SeccompLevel>,
+    /// What Landlock confines the runner's worker to, as its worker reports it (absent:
+    /// not asked for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub landlock: Option<LandlockReport>,
+}
+
+/// Landlock as a runner's worker reports it (`/healthz`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LandlockReport {
+    /// The kernel's Landlock ABI version (0: this kernel has no Landlock).
+    pub abi: i64,
+    /// `fully_enforced`, `partially_enforced` (an older ABI handles fewer rights) or
+    /// `not_enforced` (no Landlock in this kernel: the report says so, nothing fails).
+    pub status: String,
+}
+
+impl LandlockReport {
+    /// From a worker's `/healthz` answer; None when its Landlock is `off`.
+    pub fn from_health(health: &serde_json::Value) -> Option<Self> {
+        let l = &health["landlock"];
+        let status = l["status"].as_str().filter(|s| *s != "off")?;
+        Some(LandlockReport {
+            abi: l["abi"].as_i64().unwrap_or(0),
+            status: status.to_string(),
+        })
+    }
 }
 
 /// What a backend can really do, as reported to users.

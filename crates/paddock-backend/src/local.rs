@@ -77,6 +77,19 @@ impl LocalConfig {
     }
 }
 
+/// The devices a plain-process worker may write (it has the host's `/dev`).
+const PROCESS_DEVICES: &[&str] = &[
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/tty",
+    "/dev/pts",
+    "/dev/ptmx",
+    "/dev/shm",
+    "/dev/random",
+    "/dev/urandom",
+];
+
 /// What the runner's directory records about its sandbox.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Meta {
@@ -343,6 +356,11 @@ impl LocalBackend {
             "/run/paddock/worker.sock",
             "--workspace",
             "/workspace",
+            "--landlock",
+            "--writable",
+            "/tmp",
+            "--writable",
+            "/dev",
         ]);
         a
     }
@@ -439,7 +457,12 @@ impl LocalBackend {
                     .arg("--socket")
                     .arg(&sock)
                     .arg("--workspace")
-                    .arg(dir.join("workspace"));
+                    .arg(dir.join("workspace"))
+                    // No namespaces here: Landlock alone keeps it to its workspace.
+                    .arg("--landlock");
+                for dev in PROCESS_DEVICES {
+                    cmd.arg("--writable").arg(dev);
+                }
                 cmd.env_clear()
                     .env(
                         "PATH",
@@ -506,6 +529,9 @@ impl LocalBackend {
         });
         let health = client.wait_healthy(self.cfg.start_timeout).await;
         let ready = began.elapsed();
+        if let Ok(h) = &health {
+            enforced.landlock = crate::LandlockReport::from_health(h);
+        }
         let child_pid = std::fs::read_to_string(dir.join("info.json"))
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())

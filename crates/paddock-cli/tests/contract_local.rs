@@ -336,3 +336,104 @@ async fn two_hundred_runners_leave_no_uid_behind() {
     owned_in(d.path(), &(UIDS.0..UIDS.0 + UIDS.1), &mut left);
     assert!(left.is_empty(), "files of released uids: {left:?}");
 }
+
+/// The kernel's Landlock ABI version (0: none).
+fn landlock_abi() -> i64 {
+    // SAFETY: the documented version query (no attributes, flag 1).
+    unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            1 as libc::c_long,
+        )
+    }
+    .max(0)
+}
+
+/// A namespace escape, simulated: a plain-process worker (no namespaces at all) with
+/// Landlock only cannot open another runner's workspace or the data directory, though
+/// the host's permissions would let it (the orchestrator reads the same file: the
+/// positive control), while its own workspace and the system stay usable. A bubblewrap
+/// runner is confined the same way (`/` is not readable, `/usr` is), and both report it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn landlock_keeps_a_worker_to_its_workspace() {
+    if !require_or_skip(
+        "landlock",
+        landlock_abi() >= 5,
+        "this kernel has no Landlock ABI 5 (Linux 6.10)",
+    ) {
+        return;
+    }
+    let d = data_dir();
+    let b = local(d.path(), LocalMode::Process);
+    let (sa, sb) = (
+        contract::spec(NetworkPolicy::Unrestricted, Limits::default()),
+        contract::spec(NetworkPolicy::Unrestricted, Limits::default()),
+    );
+    let pa = b.provision(&sa).await.expect("provision A");
+    let pb = b.provision(&sb).await.expect("provision B");
+    let landlock = pa.enforced.landlock.clone().expect("a Landlock report");
+    assert_eq!(landlock.status, "fully_enforced", "{landlock:?}");
+    assert!(landlock.abi >= 5, "{landlock:?}");
+    let wa = paddock_backend::WorkerClient::new(pa.connector);
+    let wb = paddock_backend::WorkerClient::new(pb.connector);
+    assert_eq!(
+        contract::sh(&wb, "echo b-secret > secret.txt").await.code,
+        Some(0)
+    );
+    let secret = d
+        .path()
+        .join("runners")
+        .join(&sb.runner_id)
+        .join("workspace/secret.txt");
+    assert_eq!(
+        std::fs::read_to_string(&secret).expect("the host may read it"),
+        "b-secret\n"
+    );
+    let data = d.path().display();
+    for attack in [
+        format!("cat {}", secret.display()),
+        format!("ls {data}"),
+        format!("echo pwned > {data}/pwned.txt"),
+        format!("ln -s {} own-link && cat own-link", secret.display()),
+    ] {
+        let out = contract::sh(&wa, &format!("exec 2>&1; {attack}")).await;
+        assert_ne!(out.code, Some(0), "`{attack}` worked: {out:?}");
+        assert!(
+            out.stdout_text().contains("ermission denied"),
+            "`{attack}`: {out:?}"
+        );
+    }
+    assert!(!d.path().join("pwned.txt").exists());
+    let own = contract::sh(&wa, "echo mine > mine.txt && cat mine.txt && head -c 5 /etc/passwd && ls /usr/bin >/dev/null && echo ok").await;
+    assert_eq!(
+        (own.code, own.stdout_text().ends_with("ok\n")),
+        (Some(0), true),
+        "{own:?}"
+    );
+    for s in [&sa, &sb] {
+        b.destroy(&s.runner_id).await.expect("destroy");
+    }
+
+    let bw = local(d.path(), LocalMode::Bwrap);
+    if !bw.has_bwrap() {
+        return;
+    }
+    let spec = contract::spec(NetworkPolicy::None, Limits::default());
+    let p = bw.provision(&spec).await.expect("provision");
+    assert_eq!(
+        p.enforced.landlock.as_ref().map(|l| l.status.as_str()),
+        Some("fully_enforced")
+    );
+    let w = paddock_backend::WorkerClient::new(p.connector);
+    let root = contract::sh(&w, "ls / 2>&1").await;
+    assert!(root.stdout_text().contains("ermission denied"), "{root:?}");
+    let usr = contract::sh(&w, "ls /usr >/dev/null && echo x > /tmp/t && cat /tmp/t").await;
+    assert_eq!(
+        (usr.code, usr.stdout_text()),
+        (Some(0), "x\n".to_string()),
+        "{usr:?}"
+    );
+    bw.destroy(&spec.runner_id).await.expect("destroy");
+}

@@ -30,6 +30,10 @@ OPTIONS:
     --log-lines N            Worker log lines kept for GET /logs [default: 1000]
     --log-format text|json   Log format on stderr [default: text]; RUST_LOG filters (default info)
     --no-reap                Do not become a child subreaper / reap orphaned zombies
+    --landlock               Before anything runs, restrict the worker and everything it starts
+                             (Landlock) to the workspace, the socket's directory and each
+                             --writable PATH, plus the system directories read-only
+    --writable PATH          With --landlock: another writable directory (repeatable)
     -h, --help               Print this help
     -V, --version            Print the version
 ";
@@ -47,6 +51,8 @@ struct Args {
     log_lines: usize,
     json_logs: bool,
     reap: bool,
+    landlock: bool,
+    writable: Vec<PathBuf>,
 }
 
 enum Parsed {
@@ -69,6 +75,8 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
         log_lines: 1000,
         json_logs: false,
         reap: true,
+        landlock: false,
+        writable: vec![],
     };
     fn num<T: std::str::FromStr>(flag: &str, v: String) -> Result<T, String> {
         v.parse()
@@ -89,6 +97,8 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
             "-h" | "--help" => return Ok(Parsed::Help),
             "-V" | "--version" => return Ok(Parsed::Version),
             "--workspace" => a.workspace = Some(PathBuf::from(value("--workspace")?)),
+            "--landlock" => a.landlock = true,
+            "--writable" => a.writable.push(PathBuf::from(value("--writable")?)),
             "--socket" => a.socket = Some(PathBuf::from(value("--socket")?)),
             "--socket-mode" => {
                 let v = value("--socket-mode")?;
@@ -276,6 +286,31 @@ pub fn main(argv: impl Iterator<Item = String>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.landlock {
+        // Before the runtime: Landlock restricts the calling thread and what it starts.
+        let spill = std::env::temp_dir().join("paddock-exec");
+        let _ = std::fs::create_dir_all(&spill);
+        let mut writable: Vec<PathBuf> = args.workspace.iter().cloned().collect();
+        writable.extend(
+            args.socket
+                .as_ref()
+                .and_then(|s| s.parent())
+                .map(PathBuf::from),
+        );
+        writable.push(spill);
+        writable.extend(args.writable.iter().cloned());
+        match crate::confine::restrict(&writable) {
+            Ok(c) if c.status == "not_enforced" => eprintln!(
+                "paddock-worker: Landlock is not available in this kernel (ABI {}); running without it",
+                c.abi
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("paddock-worker: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

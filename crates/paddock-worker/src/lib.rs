@@ -22,6 +22,7 @@
 //! ```
 
 pub mod cli;
+pub mod confine;
 mod error;
 mod exec;
 mod files;
@@ -428,6 +429,8 @@ struct Health {
     version: &'static str,
     protocol: u32,
     pid: u32,
+    /// What Landlock confines the worker to (`--landlock`).
+    landlock: confine::Confinement,
 }
 
 fn healthz() -> Response<Body> {
@@ -436,6 +439,7 @@ fn healthz() -> Response<Body> {
         version: VERSION,
         protocol: PROTOCOL_VERSION,
         pid: std::process::id(),
+        landlock: confine::current(),
     })
 }
 
