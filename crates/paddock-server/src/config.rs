@@ -35,6 +35,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Seconds between keep-alive comments on idle SSE streams.
     pub sse_keepalive_secs: u64,
+    /// Hours an `Idempotency-Key` is remembered (a retry after that is a new request).
+    pub idempotency_retention_hours: u32,
     /// On SIGTERM, how long model calls in flight may take to finish before Paddock
     /// exits (a second SIGTERM exits at once). Commands in runners are never killed.
     pub shutdown_grace_secs: u64,
@@ -290,6 +292,7 @@ impl Default for Config {
             otel_endpoint: None,
             max_body_bytes: 4 * 1024 * 1024,
             sse_keepalive_secs: 15,
+            idempotency_retention_hours: 24,
             shutdown_grace_secs: 20,
             default_profile: "default".into(),
             profiles: BTreeMap::new(),

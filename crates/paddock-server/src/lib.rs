@@ -511,10 +511,11 @@ impl Server {
                 tracing::warn!(error = %e, "cannot resume the sessions of the last run");
             }
         });
-        // Audit retention: prune at start and hourly.
-        let (store, days, mut stop) = (
+        // Audit and idempotency-key retention: prune at start and hourly.
+        let (store, days, hours, mut stop) = (
             self.state.store.clone(),
             self.state.config.audit.retention_days,
+            self.state.config.idempotency_retention_hours,
             self.state.shutdown.clone(),
         );
         tokio::spawn(async move {
@@ -527,6 +528,12 @@ impl Server {
                             Ok(n) if n > 0 => tracing::info!(entries = n, "pruned the audit trail"),
                             Ok(_) => {}
                             Err(e) => tracing::warn!(error = %e, "cannot prune the audit trail"),
+                        }
+                        let before = paddock_core::ts::now() - time::Duration::hours(i64::from(hours));
+                        match store.prune_idempotency_keys(before).await {
+                            Ok(n) if n > 0 => tracing::info!(keys = n, "forgot old idempotency keys"),
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(error = %e, "cannot prune idempotency keys"),
                         }
                     }
                     _ = stop.changed() => return,

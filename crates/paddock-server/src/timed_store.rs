@@ -242,6 +242,10 @@ impl Store for TimedStore {
         timed!(self.prune_audit(before))
     }
 
+    async fn prune_idempotency_keys(&self, before: Timestamp) -> Result<u64> {
+        timed!(self.prune_idempotency_keys(before))
+    }
+
     // Vaults and credentials.
     async fn create_vault(&self, vault: Value) -> Result<Value> {
         timed!(self.create_vault(vault))

@@ -293,6 +293,8 @@ pub trait Store: Send + Sync + 'static {
     async fn list_audit(&self, filter: AuditFilter, limit: usize) -> Result<Vec<AuditEntry>>;
     /// Deletes entries older than `before`; returns how many.
     async fn prune_audit(&self, before: Timestamp) -> Result<u64>;
+    /// Forgets idempotency keys recorded before `before`; returns how many.
+    async fn prune_idempotency_keys(&self, before: Timestamp) -> Result<u64>;
 
     // Vaults and their credentials. A credential's secret is stored sealed, apart from
     // its public body.

@@ -164,10 +164,34 @@ fn list_page<T>(
     c: &Connection,
     select: &str,
     key: &str,
+    conds: Vec<String>,
+    params: Vec<Sql>,
+    req: &PageReq,
+    map: impl Fn(&Row<'_>) -> Result<T>,
+) -> Result<Page<T>> {
+    list_page_within(c, select, key, conds, params, req, map, None)
+}
+
+/// Events can be large (images): a page or a stream batch holds at most this many bytes
+/// of payload (and at least one event).
+const EVENT_BYTES_BUDGET: usize = 8 * 1024 * 1024;
+
+fn event_bytes(e: &Event) -> usize {
+    e.payload.values().map(|v| v.to_string().len()).sum()
+}
+
+/// [`list_page`], and with `budget` (a byte limit and each row's weight) a page ends
+/// early once its rows weigh that much; its cursor then leads on from there.
+#[allow(clippy::too_many_arguments)]
+fn list_page_within<T>(
+    c: &Connection,
+    select: &str,
+    key: &str,
     mut conds: Vec<String>,
     params: Vec<Sql>,
     req: &PageReq,
     map: impl Fn(&Row<'_>) -> Result<T>,
+    budget: Option<(usize, &dyn Fn(&T) -> usize)>,
 ) -> Result<Page<T>> {
     let (cursor_cond, dir, reversed) = plan(req, key);
     conds.extend(cursor_cond);
@@ -183,8 +207,24 @@ fn list_page<T>(
     let mut stmt = c.prepare(&sql)?;
     let mut rows = stmt.query(params_from_iter(params))?;
     let mut out = Vec::new();
+    let mut bytes = 0usize;
     while let Some(r) = rows.next()? {
-        out.push((r.get::<_, i64>(0)?, map(r)?));
+        let row = map(r)?;
+        if let Some((max, weigh)) = budget {
+            bytes += weigh(&row);
+            if bytes > max && !out.is_empty() && out.len() < req.limit {
+                // Over the budget: this row starts the next page (it is fetched, so
+                // the page knows there is more).
+                let cut = PageReq {
+                    limit: out.len(),
+                    order: req.order,
+                    cursor: req.cursor,
+                };
+                out.push((r.get::<_, i64>(0)?, row));
+                return Ok(finish(&cut, out, reversed));
+            }
+        }
+        out.push((r.get::<_, i64>(0)?, row));
     }
     Ok(finish(req, out, reversed))
 }
@@ -928,7 +968,7 @@ impl Store for SqliteStore {
                 &mut conds,
                 &mut p,
             );
-            list_page(
+            list_page_within(
                 c,
                 &format!("SELECT {EVENT_COLS} FROM events"),
                 "seq",
@@ -936,6 +976,7 @@ impl Store for SqliteStore {
                 p,
                 &page,
                 event_from_row,
+                Some((EVENT_BYTES_BUDGET, &event_bytes)),
             )
         })
         .await
@@ -953,9 +994,9 @@ impl Store for SqliteStore {
             let mut bytes = 0usize;
             while let Some(r) = rows.next()? {
                 let e = event_from_row(r)?;
-                bytes += e.payload.values().map(|v| v.to_string().len()).sum::<usize>();
+                bytes += event_bytes(&e);
                 out.push(e);
-                if bytes >= 8 * 1024 * 1024 {
+                if bytes >= EVENT_BYTES_BUDGET {
                     break;
                 }
             }
@@ -1212,6 +1253,16 @@ impl Store for SqliteStore {
                 out.push(from_json(&r.get::<_, String>(0)?)?);
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn prune_idempotency_keys(&self, before: Timestamp) -> Result<u64> {
+        self.tx(move |tx| {
+            Ok(tx.execute(
+                "DELETE FROM idempotency_keys WHERE created_at < ?1",
+                [ts::format(before)],
+            )? as u64)
         })
         .await
     }

@@ -1579,3 +1579,90 @@ async fn runner_transitions_are_logged_and_illegal_ones_refused() {
         .iter()
         .all(|e| e.kind == "runner.state_changed"));
 }
+
+/// A page of events holds at most 8 MiB of payload (as a stream batch does): of three
+/// events of 3 MiB no page holds more than two, in both orders, and the cursors lose
+/// none.
+#[tokio::test]
+async fn event_pages_have_a_byte_budget() {
+    let (_dir, store) = fresh();
+    let agent = store.create_agent(new_agent("a")).await.expect("agent");
+    let env = store.create_environment(new_env("e")).await.expect("env");
+    let (s, _) = store
+        .create_session(new_session(&agent, &env, SessionStatus::Idle), vec![])
+        .await
+        .expect("session");
+    let big = "x".repeat(3 * 1024 * 1024);
+    for _ in 0..3 {
+        store
+            .append_events(&s.id, events(vec![message(&big)]))
+            .await
+            .expect("append");
+    }
+    store
+        .append_events(&s.id, events(vec![message("small")]))
+        .await
+        .expect("append");
+    for order in [Order::Asc, Order::Desc] {
+        let mut got = vec![];
+        let mut sizes = vec![];
+        let mut cursor = None;
+        loop {
+            let p = store
+                .list_events(&s.id, EventFilter::default(), page(100, order, cursor))
+                .await
+                .expect("page");
+            // Big events on this page (seq 1–3 are 3 MiB each).
+            sizes.push(seqs(&p.data).iter().filter(|q| **q <= 3).count());
+            got.extend(seqs(&p.data));
+            match p.next {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        let mut want = vec![1, 2, 3, 4];
+        if order == Order::Desc {
+            want.reverse();
+        }
+        assert_eq!(got, want, "{order:?}");
+        assert!(
+            sizes.iter().all(|n| *n <= 2) && sizes.len() >= 2,
+            "{order:?}: {sizes:?}"
+        );
+    }
+}
+
+/// Idempotency keys are forgotten once pruned: the same key then appends again.
+#[tokio::test]
+async fn pruned_idempotency_keys_are_forgotten() {
+    let (_dir, store) = fresh();
+    let agent = store.create_agent(new_agent("a")).await.expect("agent");
+    let env = store.create_environment(new_env("e")).await.expect("env");
+    let (s, _) = store
+        .create_session(new_session(&agent, &env, SessionStatus::Idle), vec![])
+        .await
+        .expect("session");
+    let first = store
+        .append_events(&s.id, idempotent(vec![message("1")], "k", "h"))
+        .await
+        .expect("append");
+    let again = store
+        .append_events(&s.id, idempotent(vec![message("1")], "k", "h"))
+        .await
+        .expect("replay");
+    assert!(again.replayed);
+    // Keys younger than the cut stay.
+    let hour_ago = paddock_core::ts::now() - time::Duration::hours(1);
+    assert_eq!(
+        store.prune_idempotency_keys(hour_ago).await.expect("prune"),
+        0
+    );
+    let later = paddock_core::ts::now() + time::Duration::seconds(1);
+    assert_eq!(store.prune_idempotency_keys(later).await.expect("prune"), 1);
+    let fresh_append = store
+        .append_events(&s.id, idempotent(vec![message("1")], "k", "h"))
+        .await
+        .expect("append");
+    assert!(!fresh_append.replayed);
+    assert_ne!(fresh_append.events[0].id, first.events[0].id);
+}
