@@ -180,6 +180,9 @@ fn event_bytes(e: &Event) -> usize {
     e.payload.values().map(|v| v.to_string().len()).sum()
 }
 
+/// A byte limit, and each row's weight.
+type Budget<'a, T> = (usize, &'a dyn Fn(&T) -> usize);
+
 /// [`list_page`], and with `budget` (a byte limit and each row's weight) a page ends
 /// early once its rows weigh that much; its cursor then leads on from there.
 #[allow(clippy::too_many_arguments)]
@@ -191,7 +194,7 @@ fn list_page_within<T>(
     params: Vec<Sql>,
     req: &PageReq,
     map: impl Fn(&Row<'_>) -> Result<T>,
-    budget: Option<(usize, &dyn Fn(&T) -> usize)>,
+    budget: Option<Budget<'_, T>>,
 ) -> Result<Page<T>> {
     let (cursor_cond, dir, reversed) = plan(req, key);
     conds.extend(cursor_cond);
