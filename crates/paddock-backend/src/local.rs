@@ -179,8 +179,7 @@ impl LocalBackend {
     }
 
     fn is_running(&self, id: &str) -> bool {
-        let dir = self.dir(id).display().to_string();
-        self.read_meta(id).is_some_and(|m| alive(m.pid, &dir))
+        self.read_meta(id).is_some_and(|m| alive(m.pid, id))
     }
 
     fn layout(&self, id: &str) -> Result<()> {
@@ -277,7 +276,8 @@ impl LocalBackend {
         self.uids.as_ref().map(UidPool::claimed).unwrap_or_default()
     }
 
-    fn bwrap_args(&self, spec: &RunnerSpec, dir: &Path) -> Vec<String> {
+    /// bubblewrap's set-up arguments, and the worker's command line in the sandbox.
+    fn bwrap_args(&self, spec: &RunnerSpec, dir: &Path) -> (Vec<String>, Vec<String>) {
         let mut a: Vec<String> = vec![];
         let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
         push(&[
@@ -341,16 +341,10 @@ impl LocalBackend {
             &self.cfg.worker.path.display().to_string(),
             "/paddock/worker",
         ]);
-        push(&[
-            "--chdir",
-            "/workspace",
-            "--info-fd",
-            "3",
-            "--",
-            "/paddock/worker",
-        ]);
-        let worker_args: Vec<&str> = self.cfg.worker.args.iter().map(String::as_str).collect();
-        push(&worker_args);
+        push(&["--chdir", "/workspace", "--info-fd", "3"]);
+        let mut w: Vec<String> = vec!["/paddock/worker".into()];
+        w.extend(self.cfg.worker.args.iter().cloned());
+        let mut push = |xs: &[&str]| w.extend(xs.iter().map(|s| s.to_string()));
         push(&[
             "--socket",
             "/run/paddock/worker.sock",
@@ -362,7 +356,7 @@ impl LocalBackend {
             "--writable",
             "/dev",
         ]);
-        a
+        (a, w)
     }
 
     /// Starts the sandbox of an existing runner directory and waits for its worker.
@@ -426,10 +420,14 @@ impl LocalBackend {
         script.push_str(
             "info=$PADDOCK_INFO; unset PADDOCK_CGROUP_PROCS PADDOCK_INFO PADDOCK_MEMORY_KB; ",
         );
-        script.push_str(if filtered {
-            "exec \"$@\" 3>\"$info\" 4<seccomp-0.bpf 5<seccomp-1.bpf"
-        } else {
-            "exec \"$@\" 3>\"$info\""
+        // bubblewrap reads its arguments from fd 6 (`--args`): none of the host paths
+        // they name shows in the sandbox's /proc/1/cmdline.
+        script.push_str(match (self.cfg.mode, filtered) {
+            (LocalMode::Bwrap, true) => {
+                "exec \"$@\" 3>\"$info\" 4<seccomp-0.bpf 5<seccomp-1.bpf 6<bwrap.args"
+            }
+            (LocalMode::Bwrap, false) => "exec \"$@\" 3>\"$info\" 6<bwrap.args",
+            (LocalMode::Process, _) => "exec \"$@\" 3>\"$info\"",
         });
         cmd.arg("-c").arg(script).arg("sh");
         match self.cfg.mode {
@@ -445,11 +443,25 @@ impl LocalBackend {
                         .arg("--clear-groups")
                         .arg("--");
                 }
-                cmd.arg(bwrap);
+                let mut args = vec![];
                 if filtered {
-                    cmd.args(["--add-seccomp-fd", "4", "--add-seccomp-fd", "5"]);
+                    args.extend(
+                        ["--add-seccomp-fd", "4", "--add-seccomp-fd", "5"].map(String::from),
+                    );
                 }
-                cmd.args(self.bwrap_args(spec, &dir));
+                let (setup, worker) = self.bwrap_args(spec, &dir);
+                args.extend(setup);
+                let mut file = Vec::new();
+                for a in &args {
+                    file.extend_from_slice(a.as_bytes());
+                    file.push(0);
+                }
+                std::fs::write(dir.join("bwrap.args"), file)
+                    .map_err(io("writing the sandbox's arguments"))?;
+                // The runner's id on the command line finds its processes again.
+                cmd.arg(bwrap)
+                    .args(["--args", "6", "--setenv", "PADDOCK_RUNNER_ID", id, "--"])
+                    .args(worker);
             }
             LocalMode::Process => {
                 cmd.arg(&self.cfg.worker.path)
@@ -571,9 +583,9 @@ impl LocalBackend {
 
     /// The processes of a sandbox that has no record of its pid: a bwrap (the sandbox
     /// and the init of its PID namespace, whose death ends the rest) or a plain worker
-    /// whose command line names the runner's directory.
+    /// whose command line names the runner.
     fn unrecorded(&self, id: &str) -> Vec<i32> {
-        let needle = format!("{}/", self.dir(id).display());
+        let needle = id;
         let Ok(entries) = std::fs::read_dir("/proc") else {
             return vec![];
         };
@@ -588,7 +600,7 @@ impl LocalBackend {
                     return false;
                 };
                 let argv0 = c.split(|b| *b == 0).next().unwrap_or_default();
-                ours(argv0) && String::from_utf8_lossy(&c).contains(&needle)
+                ours(argv0) && String::from_utf8_lossy(&c).contains(needle)
             })
             .collect()
     }
@@ -612,22 +624,21 @@ impl LocalBackend {
         for p in cgroup::pids(id) {
             kill(p, libc::SIGKILL);
         }
-        let dir = self.dir(id).display().to_string();
         let Some(meta) = self.read_meta(id) else {
             // No record of its pid: a crash came between the spawn and the record.
             return self.kill_unrecorded(id).await;
         };
         // Only signal processes that are still this sandbox (their command line names
-        // its directory): a recorded pid may have been reused since.
-        if let Some(c) = meta.child_pid.filter(|c| alive(*c, &dir)) {
+        // the runner): a recorded pid may have been reused since.
+        if let Some(c) = meta.child_pid.filter(|c| alive(*c, id)) {
             // SIGKILL to a PID namespace's init ends every process in it.
             kill(c, libc::SIGKILL);
         }
-        if alive(meta.pid, &dir) {
+        if alive(meta.pid, id) {
             kill(-meta.pid, libc::SIGKILL);
             kill(meta.pid, libc::SIGKILL);
         }
-        until_gone(id, || alive(meta.pid, &dir) || !cgroup::pids(id).is_empty()).await
+        until_gone(id, || alive(meta.pid, id) || !cgroup::pids(id).is_empty()).await
     }
 }
 

@@ -426,3 +426,14 @@ async fn docker_memory_and_cpu_limits_hold() {
     }
     b.destroy(&spec.runner_id).await.expect("destroy");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_host_path_shows_inside_a_container() {
+    if !available() {
+        return;
+    }
+    let d = data_dir();
+    let data = d.path().display().to_string();
+    let worker = worker().path.display().to_string();
+    contract::no_host_facts(&docker(d.path()), &[&data, &worker]).await;
+}

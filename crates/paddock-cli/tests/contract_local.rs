@@ -160,16 +160,15 @@ async fn plain_process_mode_works_and_says_it_is_unisolated() {
     b.destroy(&spec.runner_id).await.expect("destroy");
 }
 
-/// The pids of the processes whose command line names `dir`.
-fn processes_naming(dir: &Path) -> Vec<String> {
-    let needle = format!("{}/", dir.display());
+/// The pids of the processes whose command line names runner `id`.
+fn processes_naming(id: &str) -> Vec<String> {
     std::fs::read_dir("/proc")
         .expect("/proc")
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
         .filter(|e| {
             std::fs::read(e.path().join("cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(id))
         })
         .map(|e| e.file_name().to_string_lossy().to_string())
         .collect()
@@ -177,7 +176,7 @@ fn processes_naming(dir: &Path) -> Vec<String> {
 
 /// A crash between the spawn of a sandbox and the record of its pid leaves a sandbox
 /// nobody recorded (and, without limits, in no cgroup): a destroy still finds its
-/// processes by the runner's directory they name, and kills them.
+/// processes by the runner id their command line names, and kills them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sandbox_without_a_record_of_its_pid_is_still_destroyed() {
     let d = data_dir();
@@ -189,15 +188,15 @@ async fn a_sandbox_without_a_record_of_its_pid_is_still_destroyed() {
     b.provision(&spec).await.expect("provision");
     let dir = d.path().join("runners").join(&spec.runner_id);
     assert!(
-        !processes_naming(&dir).is_empty(),
-        "the sandbox's bwrap names its directory"
+        !processes_naming(&spec.runner_id).is_empty(),
+        "the sandbox's bwrap names its runner"
     );
     std::fs::remove_file(dir.join("meta.json")).expect("meta.json");
     b.destroy(&spec.runner_id).await.expect("destroy");
     assert!(
-        processes_naming(&dir).is_empty(),
+        processes_naming(&spec.runner_id).is_empty(),
         "left running: {:?}",
-        processes_naming(&dir)
+        processes_naming(&spec.runner_id)
     );
     assert!(!dir.exists());
 }
@@ -436,4 +435,15 @@ async fn landlock_keeps_a_worker_to_its_workspace() {
         "{usr:?}"
     );
     bw.destroy(&spec.runner_id).await.expect("destroy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_host_path_shows_inside_a_local_runner() {
+    let d = data_dir();
+    let b = local(d.path(), LocalMode::Bwrap);
+    if !bwrap_or_skip(&b) {
+        return;
+    }
+    let data = d.path().display().to_string();
+    contract::no_host_facts(&b, &[&data, env!("CARGO_BIN_EXE_paddock")]).await;
 }

@@ -71,18 +71,18 @@ fn all_destroyed(s: &Serve, expect: usize, within: Duration) -> Vec<String> {
     }
 }
 
-/// Processes but the server whose command line names `s`'s data dir `dir` (every
-/// sandbox and worker of it).
-fn processes_of(s: &Serve, dir: &Path) -> Vec<String> {
-    let out = Command::new("pgrep")
-        .args(["-a", "-f", &dir.to_string_lossy()])
-        .output()
-        .expect("pgrep");
-    let server = s.child.id().to_string();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.split_whitespace().next() != Some(server.as_str()))
-        .map(str::to_string)
+/// Processes whose command line names one of these runners (a local sandbox's bwrap
+/// carries its runner's id).
+fn processes_of(ids: &[String]) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter_map(|e| {
+            let c = std::fs::read(e.path().join("cmdline")).ok()?;
+            let c = String::from_utf8_lossy(&c).replace('\0', " ");
+            ids.iter().any(|id| c.contains(id.as_str())).then_some(c)
+        })
         .collect()
 }
 
@@ -155,7 +155,6 @@ fn containers_of(ids: &[String]) -> Vec<String> {
 fn runs_leave_nothing_behind(profile: &str) {
     let d = data_dir();
     let s = Serve::start_with(d.path(), Some(&config(d.path(), "")));
-    let before = processes_of(&s, d.path());
     for i in 0..RUNS {
         let o = s.cli(&["run", "--profile", profile, "--", "echo", "hi"]);
         let (out, err) = text(&o);
@@ -164,7 +163,7 @@ fn runs_leave_nothing_behind(profile: &str) {
     }
     let ids = all_destroyed(&s, RUNS, Duration::from_secs(120));
     assert_eq!(ids.len(), RUNS);
-    assert_eq!(processes_of(&s, d.path()), before, "processes left");
+    assert_eq!(processes_of(&ids), Vec::<String>::new(), "processes left");
     assert!(cgroups_of(&ids).is_empty(), "{:?}", cgroups_of(&ids));
     assert!(
         dirs_of(d.path(), &ids).is_empty(),
@@ -270,7 +269,7 @@ fn a_teardown_cut_off_by_a_crash_is_finished_at_the_next_start() {
             .output();
         ids.push(id);
     }
-    let running = processes_of(&s, d.path());
+    let running = processes_of(&ids);
     assert!(running.len() >= N, "{running:?}");
     for id in &ids {
         let (st, r) = http("DELETE", &format!("{}/v1/runners/{id}", s.url), None);
@@ -280,7 +279,7 @@ fn a_teardown_cut_off_by_a_crash_is_finished_at_the_next_start() {
         .iter()
         .filter(|r| r["state"] == "destroying")
         .count();
-    let left = processes_of(&s, d.path());
+    let left = processes_of(&ids);
     s.crash();
     assert_eq!(
         destroying, N,
@@ -294,11 +293,7 @@ fn a_teardown_cut_off_by_a_crash_is_finished_at_the_next_start() {
     let s = Serve::start_with(d.path(), Some(&cfg));
     let done = all_destroyed(&s, N, Duration::from_secs(60));
     assert_eq!(done.len(), N);
-    assert_eq!(
-        processes_of(&s, d.path()),
-        Vec::<String>::new(),
-        "processes left"
-    );
+    assert_eq!(processes_of(&ids), Vec::<String>::new(), "processes left");
     assert!(cgroups_of(&ids).is_empty(), "{:?}", cgroups_of(&ids));
     assert!(
         dirs_of(d.path(), &ids).is_empty(),

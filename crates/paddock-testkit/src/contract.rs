@@ -724,3 +724,31 @@ pub fn host_identity_attacks(ws_b: &std::path::Path, ua: u32, ub: u32) {
         );
     }
 }
+
+/// No host fact inside a runner: none of `host_paths` (the data directory, the worker
+/// binary's host path) shows in the sandbox's `/proc/1/cmdline`, its processes' command
+/// lines or their environment — while those files are read for real (the worker's own
+/// command line is there: the positive control).
+pub async fn no_host_facts(b: &dyn Backend, host_paths: &[&str]) {
+    let spec = spec_with(NetworkPolicy::None);
+    let w = provision(b, &spec).await;
+    let seen = sh(
+        &w,
+        "for f in /proc/1/cmdline /proc/[0-9]*/cmdline /proc/[0-9]*/environ; do tr '\\0' ' ' < $f 2>/dev/null; echo; done",
+    )
+    .await
+    .stdout_text();
+    assert!(
+        seen.contains("--workspace /workspace"),
+        "{}: the worker's command line was not read: {seen}",
+        b.name()
+    );
+    for p in host_paths {
+        assert!(
+            !seen.contains(p),
+            "{}: the host path {p} shows inside the runner:\n{seen}",
+            b.name()
+        );
+    }
+    b.destroy(&spec.runner_id).await.expect("destroy");
+}

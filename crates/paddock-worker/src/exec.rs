@@ -618,6 +618,22 @@ pub async fn exec(
         state.config.journal_max_bytes,
         state.config.spill_dir.clone(),
     ));
+    // The leader's exit is observed on a dedicated thread (see module docs), started
+    // before the leader: a workload that fills its pids limit at once cannot keep the
+    // worker from watching it (the thread would count against the same limit).
+    let (pid_tx, pid_rx) = std::sync::mpsc::channel::<i32>();
+    let (exit_tx, exit_rx) = oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("exec-wait".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            // No pid: the spawn failed (the sender is gone).
+            if let Ok(pid) = pid_rx.recv() {
+                wait_exited_nowait(pid);
+                let _ = exit_tx.send(());
+            }
+        })
+        .map_err(|e| WorkerError::Internal(format!("could not start a waiter thread: {e}")))?;
     // Spawn and register under the table lock, so the orphan reaper never
     // sees this leader unregistered.
     let mut child = {
@@ -648,22 +664,13 @@ pub async fn exec(
     state.execs.started_total.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
 
-    // The leader's exit is observed on a dedicated thread (see module docs).
-    let (exit_tx, exit_rx) = oneshot::channel::<()>();
-    let waiter = std::thread::Builder::new()
-        .name(format!("wait-{pid}"))
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            wait_exited_nowait(pid);
-            let _ = exit_tx.send(());
-        });
-    if let Err(e) = waiter {
+    if pid_tx.send(pid).is_err() {
         kill_group(pid, libc::SIGKILL);
         let _ = reap(pid).await;
         state.execs.finish(&id, pid);
-        return Err(WorkerError::Internal(format!(
-            "could not start a waiter thread: {e}"
-        )));
+        return Err(WorkerError::Internal(
+            "the exec's waiter thread is gone".into(),
+        ));
     }
 
     tracing::info!(id = %id, pid, command = %shown, timeout_ms = timeout.map(|t| t.as_millis() as u64), "exec started");
