@@ -118,12 +118,24 @@ fn docker_runners_are_hardened_survive_restarts_and_orphans_are_stopped() {
     assert_eq!(hc["NanoCpus"], 500_000_000);
     assert_eq!(hc["NetworkMode"], "none");
     assert!(hc["SecurityOpt"].to_string().contains("no-new-privileges"));
-    assert_eq!(c[0]["Config"]["User"], "1000:1000");
+    // A host uid of its own, from the default [docker] uid_range (never root).
+    let user = c[0]["Config"]["User"].as_str().expect("user").to_string();
+    let uid: u32 = user
+        .split(':')
+        .next()
+        .and_then(|u| u.parse().ok())
+        .expect("a numeric uid");
+    assert!((300_000..365_536).contains(&uid), "{user}");
+    assert_eq!(user, format!("{uid}:{uid}"));
+    assert!(
+        hc["SecurityOpt"].to_string().contains("seccomp="),
+        "Paddock's profile"
+    );
     assert_eq!(c[0]["Config"]["Labels"]["paddock.managed"], "true");
     assert_eq!(c[0]["Config"]["Labels"]["paddock.runner_id"], id.as_str());
     let inside = exec(&s.url, &id, "id -u; touch /etc/x 2>&1; echo hi > mark; cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max");
     let out = inside["stdout"].as_str().unwrap_or_default();
-    assert!(out.starts_with("1000\n"), "{inside}");
+    assert!(out.starts_with(&format!("{uid}\n")), "{inside}");
     assert!(out.contains("Read-only file system"), "{inside}");
     assert!(
         out.contains("268435456"),
