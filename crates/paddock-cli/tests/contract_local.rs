@@ -212,7 +212,7 @@ async fn local_system_call_filter() {
     if !require_or_skip(
         "bwrap",
         probe.is_some(),
-        "paddock-syscall-probe is not built (cargo test --workspace builds it)",
+        "no system-call probe: set PADDOCK_SYSCALL_PROBE (scripts/test builds it) or cargo build -p paddock-syscall-probe",
     ) {
         return;
     }

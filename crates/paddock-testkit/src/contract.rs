@@ -520,9 +520,14 @@ pub fn names(v: &Value) -> Vec<String> {
         .collect()
 }
 
-/// The system-call probe (`paddock-syscall-probe`, a binary of this crate, built by
-/// `cargo test --workspace` next to the test binaries' directory), if it was built.
+/// The system-call probe (crate `paddock-syscall-probe`): `$PADDOCK_SYSCALL_PROBE`
+/// (scripts/test builds it static), else one built beside the test binaries (`cargo
+/// build --workspace`); None when neither exists.
 pub fn syscall_probe() -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("PADDOCK_SYSCALL_PROBE") {
+        let p = std::path::PathBuf::from(p);
+        return p.exists().then_some(p);
+    }
     let exe = std::env::current_exe().ok()?;
     let p = exe.parent()?.parent()?.join("paddock-syscall-probe");
     p.exists().then_some(p)

@@ -5,7 +5,6 @@
 //! Names are the system calls' own, plus `clone_newuser` (`clone` asking for a new user
 //! namespace), `ptrace_attach` (attaching to a child of the probe) and `process_vm_readv`
 //! (reading the probe's own memory, which succeeds where nothing forbids it).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
