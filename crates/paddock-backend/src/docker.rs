@@ -193,18 +193,25 @@ impl DockerBackend {
         std::fs::rename(&tmp, &path).map_err(io("writing meta.json"))
     }
 
+    /// The pool, when this process may hand files to its uids (root).
+    fn pool(&self) -> Option<&UidPool> {
+        // SAFETY: geteuid(2) has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        self.uids.as_ref().filter(|_| root)
+    }
+
     /// The host uid runner `id`'s container runs as (claimed from the range on first
-    /// use: then `true`).
-    fn runner_uid(&self, id: &str) -> Result<(u32, bool)> {
-        match &self.uids {
-            Some(pool) => pool.of(id),
-            None => Ok((RUNNER_UID, false)),
+    /// use; without root, every container is `RUNNER_UID`).
+    fn runner_uid(&self, id: &str) -> Result<u32> {
+        match self.pool() {
+            Some(pool) => pool.of(id).map(|(uid, _)| uid),
+            None => Ok(RUNNER_UID),
         }
     }
 
     /// The host uid runner `id` has (with a range: the one recorded, if any).
     pub fn uid_of(&self, id: &str) -> Option<u32> {
-        match &self.uids {
+        match self.pool() {
             Some(pool) => pool.recorded(id),
             None => Some(RUNNER_UID),
         }
@@ -223,15 +230,11 @@ impl DockerBackend {
         std::fs::create_dir_all(dir.join("etc")).map_err(io("creating the runner directory"))?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))
             .map_err(io("chmod"))?;
-        let (uid, new) = self.runner_uid(id)?;
+        let uid = self.runner_uid(id)?;
         for sub in ["workspace", "sock"] {
             let p = dir.join(sub);
             std::fs::create_dir_all(&p).map_err(io("creating the runner directory"))?;
-            if new {
-                uids::chown_tree(&p, uid)?;
-            } else {
-                std::os::unix::fs::chown(&p, Some(uid), Some(uid)).map_err(io("chown"))?;
-            }
+            uids::hand_over(&p, uid)?;
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700))
                 .map_err(io("chmod"))?;
         }
@@ -429,6 +432,12 @@ impl DockerBackend {
                 "/tmp",
                 "--writable",
                 "/dev",
+                "--readable",
+                "/opt",
+                "--readable",
+                "/var",
+                "--readable",
+                "/run",
             ]
             .map(String::from),
         );
@@ -693,14 +702,14 @@ impl crate::Backend for DockerBackend {
             Err(e) if not_found(&e) => {}
             Err(e) => return Err(engine("removing the runner's network", e)),
         }
-        let uid = self.uids.as_ref().and_then(|p| p.recorded(runner_id));
+        let uid = self.pool().and_then(|p| p.recorded(runner_id));
         match tokio::fs::remove_dir_all(self.dir(runner_id)).await {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(BackendError::io("removing the runner directory", e)),
         }
         // Only now that nothing it owned is left may another runner get its uid.
-        if let (Some(pool), Some(uid)) = (&self.uids, uid) {
+        if let (Some(pool), Some(uid)) = (self.pool(), uid) {
             pool.release(runner_id, uid);
         }
         Ok(())

@@ -78,14 +78,12 @@ impl LocalConfig {
 }
 
 /// The devices a plain-process worker may write (it has the host's `/dev`).
+/// (Not `/dev/shm` or `/dev/pts`: other runners' shared memory and terminals are there.)
 const PROCESS_DEVICES: &[&str] = &[
     "/dev/null",
     "/dev/zero",
     "/dev/full",
     "/dev/tty",
-    "/dev/pts",
-    "/dev/ptmx",
-    "/dev/shm",
     "/dev/random",
     "/dev/urandom",
 ];
@@ -116,15 +114,35 @@ fn which(name: &str) -> Option<PathBuf> {
     })
 }
 
-/// Whether `pid` is alive and its command line mentions `needle` (guards pid reuse).
-fn alive(pid: i32, needle: &str) -> bool {
-    match std::fs::read(format!("/proc/{pid}/cmdline")) {
-        Ok(c) => {
-            let c = String::from_utf8_lossy(&c);
-            c.contains(needle)
-        }
-        Err(_) => false,
-    }
+/// Whether `pid` is alive and belongs to runner `id` (guards pid reuse): its command
+/// line carries the id as an argument of its own (bubblewrap's `--setenv
+/// PADDOCK_RUNNER_ID <id>`) or as a directory of a path (a plain worker's socket), and
+/// it runs as the runner's host uid (or as us, the moment before it drops to it) — so
+/// another runner's process cannot pass for it by its command line.
+fn alive(pid: i32, id: &str, uid: Option<u32>) -> bool {
+    let Ok(c) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let dir = format!("/{id}/");
+    let named = c.split(|b| *b == 0).any(|a| {
+        let a = String::from_utf8_lossy(a);
+        a == id || a.contains(&dir)
+    });
+    named && uid.is_none_or(|u| runs_as(pid, u))
+}
+
+/// Whether `pid`'s real uid is `uid`, or ours.
+fn runs_as(pid: i32, uid: u32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    // SAFETY: getuid(2) has no preconditions.
+    let me = unsafe { libc::getuid() };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u32>().ok())
+        .is_some_and(|real| real == uid || real == me)
 }
 
 /// Waits, at most 10 s, until `left` says nothing of the sandbox of `id` is left.
@@ -179,7 +197,8 @@ impl LocalBackend {
     }
 
     fn is_running(&self, id: &str) -> bool {
-        self.read_meta(id).is_some_and(|m| alive(m.pid, id))
+        self.read_meta(id)
+            .is_some_and(|m| alive(m.pid, id, self.uid_of(id)))
     }
 
     fn layout(&self, id: &str) -> Result<()> {
@@ -199,16 +218,9 @@ impl LocalBackend {
         mode(&dir.join("etc"), 0o755)?;
         mode(&dir.join("workspace"), 0o700)?;
         mode(&dir.join("sock"), 0o700)?;
-        if let Some((uid, new)) = self.runner_uid(id)? {
+        if let Some(uid) = self.runner_uid(id)? {
             for sub in ["workspace", "sock"] {
-                let p = dir.join(sub);
-                if new {
-                    // A new identity: everything of the runner's becomes its.
-                    uids::chown_tree(&p, uid)?;
-                } else {
-                    std::os::unix::fs::chown(&p, Some(uid), Some(uid))
-                        .map_err(io(format!("chown {}", p.display())))?;
-                }
+                uids::hand_over(&dir.join(sub), uid)?;
             }
             // The sandbox user must be able to reach its directory to mount it.
             for a in dir.ancestors().skip(1) {
@@ -248,15 +260,15 @@ impl LocalBackend {
         root && self.setpriv.is_some() && self.cfg.mode == LocalMode::Bwrap
     }
 
-    /// The host uid runner `id` runs as: its own from the pool (claimed on first use:
-    /// then `true`), else the shared `sandbox_uid`; None when sandboxes keep our user.
-    fn runner_uid(&self, id: &str) -> Result<Option<(u32, bool)>> {
+    /// The host uid runner `id` runs as: its own from the pool (claimed on first use),
+    /// else the shared `sandbox_uid`; None when sandboxes keep our user.
+    fn runner_uid(&self, id: &str) -> Result<Option<u32>> {
         if !self.drops_user() {
             return Ok(None);
         }
         match &self.uids {
-            Some(pool) => pool.of(id).map(Some),
-            None => Ok(self.cfg.sandbox_uid.map(|u| (u, false))),
+            Some(pool) => pool.of(id).map(|(uid, _)| Some(uid)),
+            None => Ok(self.cfg.sandbox_uid),
         }
     }
 
@@ -355,6 +367,10 @@ impl LocalBackend {
             "/tmp",
             "--writable",
             "/dev",
+            "--readable",
+            "/opt",
+            "--readable",
+            "/run",
         ]);
         (a, w)
     }
@@ -470,11 +486,16 @@ impl LocalBackend {
                     .arg(&sock)
                     .arg("--workspace")
                     .arg(dir.join("workspace"))
-                    // No namespaces here: Landlock alone keeps it to its workspace.
-                    .arg("--landlock");
+                    // No namespaces here: Landlock alone keeps it to its workspace,
+                    // and a temporary directory of its own.
+                    .arg("--landlock")
+                    .arg("--writable")
+                    .arg(dir.join("tmp"));
                 for dev in PROCESS_DEVICES {
                     cmd.arg("--writable").arg(dev);
                 }
+                std::fs::create_dir_all(dir.join("tmp"))
+                    .map_err(io("creating the runner's tmp directory"))?;
                 cmd.env_clear()
                     .env(
                         "PATH",
@@ -500,6 +521,11 @@ impl LocalBackend {
             .env("USER", "paddock")
             .env("PADDOCK_RUNNER_ID", id)
             .envs(&spec.env);
+        if self.cfg.mode == LocalMode::Process {
+            // The worker's spill files and its commands' temporary files stay in the
+            // runner's own directory (the only other one Landlock lets it write).
+            cmd.env("TMPDIR", dir.join("tmp"));
+        }
         cmd.env("PADDOCK_CGROUP_PROCS", procs.join(" "))
             .env("PADDOCK_INFO", dir.join("info.json"))
             .env(
@@ -585,7 +611,7 @@ impl LocalBackend {
     /// and the init of its PID namespace, whose death ends the rest) or a plain worker
     /// whose command line names the runner.
     fn unrecorded(&self, id: &str) -> Vec<i32> {
-        let needle = id;
+        let uid = self.uid_of(id);
         let Ok(entries) = std::fs::read_dir("/proc") else {
             return vec![];
         };
@@ -600,7 +626,7 @@ impl LocalBackend {
                     return false;
                 };
                 let argv0 = c.split(|b| *b == 0).next().unwrap_or_default();
-                ours(argv0) && String::from_utf8_lossy(&c).contains(needle)
+                ours(argv0) && alive(*pid, id, uid)
             })
             .collect()
     }
@@ -630,15 +656,19 @@ impl LocalBackend {
         };
         // Only signal processes that are still this sandbox (their command line names
         // the runner): a recorded pid may have been reused since.
-        if let Some(c) = meta.child_pid.filter(|c| alive(*c, id)) {
+        let uid = self.uid_of(id);
+        if let Some(c) = meta.child_pid.filter(|c| alive(*c, id, uid)) {
             // SIGKILL to a PID namespace's init ends every process in it.
             kill(c, libc::SIGKILL);
         }
-        if alive(meta.pid, id) {
+        if alive(meta.pid, id, uid) {
             kill(-meta.pid, libc::SIGKILL);
             kill(meta.pid, libc::SIGKILL);
         }
-        until_gone(id, || alive(meta.pid, id) || !cgroup::pids(id).is_empty()).await
+        until_gone(id, || {
+            alive(meta.pid, id, uid) || !cgroup::pids(id).is_empty()
+        })
+        .await
     }
 }
 

@@ -59,6 +59,25 @@ impl UidPool {
             return Ok((uid, false));
         }
         std::fs::create_dir_all(&self.dir).map_err(io("creating the uid pool"))?;
+        use std::os::unix::fs::PermissionsExt;
+        // Runner ids are nobody else's business.
+        std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(io("creating the uid pool"))?;
+        // One allocation at a time on this host (backend instances, processes): taking
+        // back a stale claim is a read, a check and a removal.
+        let lock =
+            std::fs::File::create(self.dir.join(".lock")).map_err(io("locking the uid pool"))?;
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock(2) on a file we hold open; released when it is closed.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(BackendError::io(
+                "locking the uid pool",
+                std::io::Error::last_os_error(),
+            ));
+        }
+        if let Some(uid) = self.recorded(id) {
+            return Ok((uid, false));
+        }
         let start = self.next.load(Ordering::Relaxed);
         for i in 0..self.count {
             let off = (start + i) % self.count;
@@ -124,6 +143,7 @@ impl UidPool {
         };
         let mut out: Vec<(u32, String)> = entries
             .flatten()
+            .filter(|e| e.file_name() != ".lock")
             .filter_map(|e| {
                 let uid = e.file_name().to_str()?.parse().ok()?;
                 let id = std::fs::read_to_string(e.path()).ok()?;
@@ -135,12 +155,23 @@ impl UidPool {
     }
 }
 
-/// Hands a whole tree to `uid` (a workspace restored from a snapshot, or one that
-/// belonged to the single sandbox user of earlier versions). Symbolic links are
-/// changed themselves, never followed.
+/// Gives `dir` to `uid`: the directory alone when it is `uid`'s already, else the
+/// whole tree (a workspace of the single sandbox user of earlier versions, or of a
+/// hand-over that failed half-way: it is finished at the next start).
+pub fn hand_over(dir: &Path, uid: u32) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta =
+        std::fs::symlink_metadata(dir).map_err(io(format!("inspecting {}", dir.display())))?;
+    if meta.uid() == uid && meta.gid() == uid {
+        return Ok(());
+    }
+    chown_tree(dir, uid)
+}
+
+/// Hands a whole tree to `uid`. Symbolic links are changed themselves, never followed;
+/// it runs while the runner's sandbox is not running (no one swaps a directory for a
+/// link during the walk).
 pub fn chown_tree(path: &Path, uid: u32) -> Result<()> {
-    std::os::unix::fs::lchown(path, Some(uid), Some(uid))
-        .map_err(io(format!("chown {}", path.display())))?;
     let meta =
         std::fs::symlink_metadata(path).map_err(io(format!("inspecting {}", path.display())))?;
     if meta.is_dir() {
@@ -149,21 +180,38 @@ pub fn chown_tree(path: &Path, uid: u32) -> Result<()> {
             chown_tree(&e.path(), uid)?;
         }
     }
-    Ok(())
+    // The top last: a walk cut off half-way leaves it as it was, and is done again.
+    std::os::unix::fs::lchown(path, Some(uid), Some(uid))
+        .map_err(io(format!("chown {}", path.display())))
 }
 
-/// Host users whose uid falls in `range` (a range that overlaps them is refused).
+/// Host users and groups whose id falls in `range`, and subordinate id ranges
+/// (`/etc/subuid`, `/etc/subgid`: a user who may map those ids could read a runner's
+/// files) that overlap it. A range that overlaps any of them is refused.
 pub fn host_users_in(range: &std::ops::Range<u32>) -> Vec<String> {
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    passwd
-        .lines()
-        .filter_map(|l| {
+    let mut out = vec![];
+    for (file, what) in [("/etc/passwd", "user"), ("/etc/group", "group")] {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        out.extend(text.lines().filter_map(|l| {
             let mut f = l.split(':');
             let name = f.next()?;
-            let uid: u32 = f.nth(1)?.parse().ok()?;
-            range.contains(&uid).then(|| format!("{name} ({uid})"))
-        })
-        .collect()
+            let id: u32 = f.nth(1)?.parse().ok()?;
+            range.contains(&id).then(|| format!("{what} {name} ({id})"))
+        }));
+    }
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        out.extend(text.lines().filter_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            let start: u32 = f.next()?.parse().ok()?;
+            let count: u32 = f.next()?.parse().ok()?;
+            let end = start.saturating_add(count);
+            (start < range.end && range.start < end)
+                .then(|| format!("{file} of {name} ({start}..{end})"))
+        }));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -359,8 +359,8 @@ fn landlock_abi() -> i64 {
 async fn landlock_keeps_a_worker_to_its_workspace() {
     if !require_or_skip(
         "landlock",
-        landlock_abi() >= 5,
-        "this kernel has no Landlock ABI 5 (Linux 6.10)",
+        landlock_abi() >= 6,
+        "this kernel has no Landlock ABI 6 (Linux 6.12)",
     ) {
         return;
     }
@@ -374,7 +374,7 @@ async fn landlock_keeps_a_worker_to_its_workspace() {
     let pb = b.provision(&sb).await.expect("provision B");
     let landlock = pa.enforced.landlock.clone().expect("a Landlock report");
     assert_eq!(landlock.status, "fully_enforced", "{landlock:?}");
-    assert!(landlock.abi >= 5, "{landlock:?}");
+    assert!(landlock.abi >= 6, "{landlock:?}");
     let wa = paddock_backend::WorkerClient::new(pa.connector);
     let wb = paddock_backend::WorkerClient::new(pb.connector);
     assert_eq!(

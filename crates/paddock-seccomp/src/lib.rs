@@ -9,8 +9,8 @@
 //! `process_vm_*`), kernel keyrings, `userfaultfd`, file handles (`open_by_handle_at`),
 //! port I/O and the clock. Denied calls fail with `EPERM`; `clone3` fails with `ENOSYS`
 //! (its flags cannot be inspected, and the C library then falls back to `clone`, whose
-//! namespace flags are). Levels: `default`; `strict` also denies `io_uring`,
-//! `personality` and the NUMA memory-policy calls; `unconfined` applies nothing.
+//! namespace flags are). Levels: `default`; `strict` also denies `personality`,
+//! `process_madvise`, `remap_file_pages` and `sysfs`; `unconfined` applies nothing.
 
 use std::collections::BTreeMap;
 
@@ -78,21 +78,39 @@ const DENIED: &[(&str, i64)] = &[
     ("userfaultfd", libc::SYS_userfaultfd),
     ("ustat", libc::SYS_ustat),
     ("vhangup", libc::SYS_vhangup),
-];
-
-/// Also denied at `strict`.
-const STRICT_ALSO: &[(&str, i64)] = &[
+    // Denied by Docker's default profile too (it allows them only with capabilities a
+    // runner never has, or not at all).
     ("io_uring_enter", libc::SYS_io_uring_enter),
     ("io_uring_register", libc::SYS_io_uring_register),
     ("io_uring_setup", libc::SYS_io_uring_setup),
     ("mbind", libc::SYS_mbind),
     ("migrate_pages", libc::SYS_migrate_pages),
+    ("modify_ldt", libc::SYS_modify_ldt),
     ("move_pages", libc::SYS_move_pages),
-    ("personality", libc::SYS_personality),
     ("pidfd_getfd", libc::SYS_pidfd_getfd),
-    ("process_madvise", libc::SYS_process_madvise),
     ("set_mempolicy", libc::SYS_set_mempolicy),
 ];
+
+/// Also denied at `strict`.
+const STRICT_ALSO: &[(&str, i64)] = &[
+    ("personality", libc::SYS_personality),
+    ("process_madvise", libc::SYS_process_madvise),
+    ("remap_file_pages", libc::SYS_remap_file_pages),
+    ("sysfs", libc::SYS_sysfs),
+];
+
+/// Calls whose x32 number is not the x86_64 one with [`X32_BIT`] set (the x32 ABI has
+/// variants of its own from 512): denied under those numbers too.
+const X32_VARIANTS: &[(&str, i64)] = &[
+    ("kexec_load", 528),
+    ("move_pages", 533),
+    ("process_vm_readv", 539),
+    ("process_vm_writev", 540),
+    ("ptrace", 521),
+];
+
+/// `socket` fails with `EPERM` for these address families (argument 0).
+const SOCKET_FAMILIES: &[(&str, i32)] = &[("AF_VSOCK", libc::AF_VSOCK)];
 
 /// `clone` fails with `EPERM` when its flags (argument 0) ask for any of these.
 const CLONE_NAMESPACES: &[(&str, i32)] = &[
@@ -124,16 +142,22 @@ pub fn denied(level: SeccompLevel) -> Vec<&'static str> {
     names
 }
 
+/// The numbers `level` denies: each call's x86_64 number, and its x32 one.
 fn denied_numbers(level: SeccompLevel) -> Vec<i64> {
-    match level {
-        SeccompLevel::Unconfined => vec![],
-        SeccompLevel::Default => DENIED.iter().map(|(_, nr)| *nr).collect(),
-        SeccompLevel::Strict => DENIED
+    let names = denied(level);
+    let mut nrs: Vec<i64> = DENIED
+        .iter()
+        .chain(STRICT_ALSO)
+        .filter(|(n, _)| names.contains(n))
+        .flat_map(|(_, nr)| [*nr, *nr | X32_BIT])
+        .collect();
+    nrs.extend(
+        X32_VARIANTS
             .iter()
-            .chain(STRICT_ALSO)
-            .map(|(_, nr)| *nr)
-            .collect(),
-    }
+            .filter(|(n, _)| names.contains(n))
+            .map(|(_, nr)| *nr | X32_BIT),
+    );
+    nrs
 }
 
 /// The policy as shown to users (`GET /v1/profiles`, docs/security.md).
@@ -147,6 +171,7 @@ pub fn describe(level: SeccompLevel) -> Value {
         "filter": "deny list, on top of namespaces, dropped capabilities and no_new_privs",
         "denied_with_eperm": denied(level),
         "clone_flags_denied_with_eperm": CLONE_NAMESPACES.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        "socket_families_denied_with_eperm": SOCKET_FAMILIES.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
         "denied_with_enosys": NOT_THERE.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
     })
 }
@@ -196,6 +221,18 @@ fn clone_rules() -> Result<Vec<SeccompRule>, SeccompError> {
         .collect()
 }
 
+fn socket_rules() -> Result<Vec<SeccompRule>, SeccompError> {
+    SOCKET_FAMILIES
+        .iter()
+        .map(|(_, family)| {
+            let c =
+                SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, *family as u64)
+                    .map_err(|e| SeccompError::Compile(e.to_string()))?;
+            SeccompRule::new(vec![c]).map_err(|e| SeccompError::Compile(e.to_string()))
+        })
+        .collect()
+}
+
 /// The BPF programs (`struct sock_filter` arrays) that apply `level`, in the order to
 /// install them: the `EPERM` one, then the `ENOSYS` one. None for `unconfined`.
 pub fn bpf_programs(level: SeccompLevel) -> Result<Vec<Vec<u8>>, SeccompError> {
@@ -205,10 +242,11 @@ pub fn bpf_programs(level: SeccompLevel) -> Result<Vec<Vec<u8>>, SeccompError> {
     let mut eperm: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for nr in denied_numbers(level) {
         eperm.insert(nr, vec![]);
-        eperm.insert(nr | X32_BIT, vec![]);
     }
     eperm.insert(libc::SYS_clone, clone_rules()?);
     eperm.insert(libc::SYS_clone | X32_BIT, clone_rules()?);
+    eperm.insert(libc::SYS_socket, socket_rules()?);
+    eperm.insert(libc::SYS_socket | X32_BIT, socket_rules()?);
     let mut enosys: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for (_, nr) in NOT_THERE {
         enosys.insert(*nr, vec![]);
@@ -234,12 +272,17 @@ pub fn docker_profile(level: SeccompLevel) -> Option<Value> {
                              "op": "SCMP_CMP_MASKED_EQ"}]})
         })
         .collect();
+    let socket = SOCKET_FAMILIES.iter().map(|(_, family)| {
+        json!({"names": ["socket"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM,
+               "args": [{"index": 0, "value": *family as u64, "op": "SCMP_CMP_EQ"}]})
+    });
     let mut syscalls = vec![
         json!({"names": denied(level), "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM}),
         json!({"names": NOT_THERE.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
                "action": "SCMP_ACT_ERRNO", "errnoRet": libc::ENOSYS}),
     ];
     syscalls.extend(clone);
+    syscalls.extend(socket);
     Some(json!({
         "defaultAction": "SCMP_ACT_ALLOW",
         "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
@@ -256,7 +299,8 @@ mod tests {
         let d = denied(SeccompLevel::Default);
         let s = denied(SeccompLevel::Strict);
         assert!(d.iter().all(|n| s.contains(n)));
-        assert!(s.contains(&"io_uring_setup") && !d.contains(&"io_uring_setup"));
+        assert!(s.contains(&"personality") && !d.contains(&"personality"));
+        assert!(d.contains(&"io_uring_setup"));
         assert!(d.contains(&"mount") && d.contains(&"ptrace") && d.contains(&"unshare"));
         assert!(bpf_programs(SeccompLevel::Unconfined).unwrap().is_empty());
         assert!(docker_profile(SeccompLevel::Unconfined).is_none());

@@ -3,7 +3,7 @@
 //! `NAME ok` or `NAME ERRNO` (`EPERM`, `ENOSYS`, or `E<n>`).
 //!
 //! Names are the system calls' own, plus `clone_newuser` (`clone` asking for a new user
-//! namespace), `ptrace_attach` (attaching to a child of the probe) and `process_vm_readv`
+//! namespace), `socket_vsock` (a socket of the `AF_VSOCK` family), `ptrace_attach` (attaching to a child of the probe) and `process_vm_readv`
 //! (reading the probe's own memory, which succeeds where nothing forbids it).
 
 fn errno() -> i32 {
@@ -47,6 +47,7 @@ fn number(name: &str) -> Option<libc::c_long> {
         "keyctl" => libc::SYS_keyctl,
         "lookup_dcookie" => libc::SYS_lookup_dcookie,
         "mbind" => libc::SYS_mbind,
+        "modify_ldt" => libc::SYS_modify_ldt,
         "migrate_pages" => libc::SYS_migrate_pages,
         "mount" => libc::SYS_mount,
         "mount_setattr" => libc::SYS_mount_setattr,
@@ -65,6 +66,7 @@ fn number(name: &str) -> Option<libc::c_long> {
         "quotactl" => libc::SYS_quotactl,
         "quotactl_fd" => libc::SYS_quotactl_fd,
         "reboot" => libc::SYS_reboot,
+        "remap_file_pages" => libc::SYS_remap_file_pages,
         "request_key" => libc::SYS_request_key,
         "set_mempolicy" => libc::SYS_set_mempolicy,
         "setns" => libc::SYS_setns,
@@ -73,6 +75,7 @@ fn number(name: &str) -> Option<libc::c_long> {
         "swapon" => libc::SYS_swapon,
         "_sysctl" => libc::SYS__sysctl,
         "syslog" => libc::SYS_syslog,
+        "sysfs" => libc::SYS_sysfs,
         "umount2" => libc::SYS_umount2,
         "unshare" => libc::SYS_unshare,
         "uselib" => libc::SYS_uselib,
@@ -129,6 +132,16 @@ fn probe(name: &str) -> String {
             // SAFETY: both buffers are ours and as long as the iovecs say.
             let r = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
             show(r as libc::c_long)
+        }
+        "socket_vsock" => {
+            // SAFETY: socket(2) with plain integer arguments; the fd is closed.
+            let fd = unsafe { libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM, 0) };
+            let out = show(fd as libc::c_long);
+            if fd >= 0 {
+                // SAFETY: our own fd.
+                unsafe { libc::close(fd) };
+            }
+            out
         }
         "clone_newuser" => {
             let flags = (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_long;

@@ -34,6 +34,7 @@ OPTIONS:
                              (Landlock) to the workspace, the socket's directory and each
                              --writable PATH, plus the system directories read-only
     --writable PATH          With --landlock: another writable directory (repeatable)
+    --readable PATH          With --landlock: another read-only directory (repeatable)
     -h, --help               Print this help
     -V, --version            Print the version
 ";
@@ -53,6 +54,7 @@ struct Args {
     reap: bool,
     landlock: bool,
     writable: Vec<PathBuf>,
+    readable: Vec<PathBuf>,
 }
 
 enum Parsed {
@@ -77,6 +79,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
         reap: true,
         landlock: false,
         writable: vec![],
+        readable: vec![],
     };
     fn num<T: std::str::FromStr>(flag: &str, v: String) -> Result<T, String> {
         v.parse()
@@ -99,6 +102,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
             "--workspace" => a.workspace = Some(PathBuf::from(value("--workspace")?)),
             "--landlock" => a.landlock = true,
             "--writable" => a.writable.push(PathBuf::from(value("--writable")?)),
+            "--readable" => a.readable.push(PathBuf::from(value("--readable")?)),
             "--socket" => a.socket = Some(PathBuf::from(value("--socket")?)),
             "--socket-mode" => {
                 let v = value("--socket-mode")?;
@@ -299,7 +303,7 @@ pub fn main(argv: impl Iterator<Item = String>) -> ExitCode {
         );
         writable.push(spill);
         writable.extend(args.writable.iter().cloned());
-        match crate::confine::restrict(&writable) {
+        match crate::confine::restrict(&writable, &args.readable) {
             Ok(c) if c.status == "not_enforced" => eprintln!(
                 "paddock-worker: Landlock is not available in this kernel (ABI {}); running without it",
                 c.abi

@@ -9,14 +9,15 @@ use std::sync::OnceLock;
 
 use landlock::{
     path_beneath_rules, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus,
-    ABI,
+    Scope, ABI,
 };
 use serde::Serialize;
 
-/// Read (and execute) only: the system, configuration and the worker's own binary.
+/// Read (and execute) only: the system, configuration and the worker's own binary
+/// (more with `--readable`: a sandbox's `/opt`, `/var`, `/run`).
 pub const READ_ONLY: &[&str] = &[
-    "/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32", "/etc", "/opt", "/proc",
-    "/sys", "/run", "/var", "/paddock",
+    "/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32", "/etc", "/proc", "/sys",
+    "/paddock",
 ];
 
 /// What Landlock does for this worker, as `/healthz` reports it.
@@ -57,18 +58,24 @@ fn kernel_abi() -> i64 {
 }
 
 /// Restricts the calling thread and its future children: everything beneath
-/// `writable` may be read, written, created and removed; beneath [`READ_ONLY`], read
-/// and executed; nothing else may be opened at all. Call it before any other thread
-/// starts (Landlock restricts the thread that asks, and what it spawns later).
-pub fn restrict(writable: &[PathBuf]) -> Result<Confinement, String> {
-    let abi = ABI::V5;
+/// `writable` may be read, written, created and removed; beneath [`READ_ONLY`] and
+/// `readable`, read and executed; nothing else may be opened at all. Signals to, and
+/// abstract Unix sockets of, processes outside the domain are refused too (ABI 6; on
+/// an older kernel the status says `partially_enforced`). Call it before any other
+/// thread starts (Landlock restricts the thread that asks, and what it spawns later).
+pub fn restrict(writable: &[PathBuf], readable: &[PathBuf]) -> Result<Confinement, String> {
+    let abi = ABI::V6;
     let existing =
         |ps: Vec<PathBuf>| -> Vec<PathBuf> { ps.into_iter().filter(|p| p.exists()).collect() };
     let writable = existing(writable.to_vec());
-    let read_only = existing(READ_ONLY.iter().map(PathBuf::from).collect());
+    let mut read_only: Vec<PathBuf> = READ_ONLY.iter().map(PathBuf::from).collect();
+    read_only.extend(readable.iter().cloned());
+    let read_only = existing(read_only);
     let err = |e: landlock::RulesetError| format!("landlock: {e}");
     let status = Ruleset::default()
         .handle_access(AccessFs::from_all(abi))
+        .map_err(err)?
+        .scope(Scope::from_all(abi))
         .map_err(err)?
         .create()
         .map_err(err)?
