@@ -421,26 +421,9 @@ impl DockerBackend {
         };
         let mut cmd = vec![WORKER_IN_CONTAINER.to_string()];
         cmd.extend(self.cfg.worker.args.iter().cloned());
-        cmd.extend(
-            [
-                "--socket",
-                "/run/paddock/worker.sock",
-                "--workspace",
-                "/workspace",
-                "--landlock",
-                "--writable",
-                "/tmp",
-                "--writable",
-                "/dev",
-                "--readable",
-                "/opt",
-                "--readable",
-                "/var",
-                "--readable",
-                "/run",
-            ]
-            .map(String::from),
-        );
+        cmd.extend(crate::SANDBOX_WORKER_ARGS.iter().map(|s| s.to_string()));
+        // An image's /var (package databases, caches) is part of its system.
+        cmd.extend(["--readable", "/var"].map(String::from));
         let dir = self.dir(id);
         let binds = vec![
             format!("{}:/workspace:rw", dir.join("workspace").display()),

@@ -69,6 +69,25 @@ pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> B
     move |e| BackendError::io(context, e)
 }
 
+/// The worker's flags inside a sandbox (both backends): its socket and workspace, and
+/// Landlock keeping it and what it runs to those, `/tmp`, `/dev`, and the system with a
+/// sandbox's `/opt` and `/run` read-only (crate `paddock-worker`, `confine`).
+pub(crate) const SANDBOX_WORKER_ARGS: &[&str] = &[
+    "--socket",
+    "/run/paddock/worker.sock",
+    "--workspace",
+    "/workspace",
+    "--landlock",
+    "--writable",
+    "/tmp",
+    "--writable",
+    "/dev",
+    "--readable",
+    "/opt",
+    "--readable",
+    "/run",
+];
+
 /// Everything a backend needs to build one runner's sandbox.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunnerSpec {

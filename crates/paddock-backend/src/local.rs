@@ -356,22 +356,7 @@ impl LocalBackend {
         push(&["--chdir", "/workspace", "--info-fd", "3"]);
         let mut w: Vec<String> = vec!["/paddock/worker".into()];
         w.extend(self.cfg.worker.args.iter().cloned());
-        let mut push = |xs: &[&str]| w.extend(xs.iter().map(|s| s.to_string()));
-        push(&[
-            "--socket",
-            "/run/paddock/worker.sock",
-            "--workspace",
-            "/workspace",
-            "--landlock",
-            "--writable",
-            "/tmp",
-            "--writable",
-            "/dev",
-            "--readable",
-            "/opt",
-            "--readable",
-            "/run",
-        ]);
+        w.extend(crate::SANDBOX_WORKER_ARGS.iter().map(|s| s.to_string()));
         (a, w)
     }
 
