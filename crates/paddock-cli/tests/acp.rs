@@ -1046,8 +1046,10 @@ const app = agent({ name: "paddock-test-agent" })
     out.exit = (await client.request(methods.client.terminal.waitForExit, { sessionId: sid, terminalId: t.terminalId })).exitCode;
     out.output = (await client.request(methods.client.terminal.output, { sessionId: sid, terminalId: t.terminalId })).output;
     await client.request(methods.client.terminal.release, { sessionId: sid, terminalId: t.terminalId });
-    const good = await chat(token), bad = await chat("not-the-token");
-    out.gateway = good.status; out.streamed = good.body.includes("the gateway") && good.body.includes("[DONE]"); out.wrong_token = bad.status;
+    // Two calls at once (as Claude Code makes them): both are metered.
+    const [good, again] = await Promise.all([chat(token), chat(token)]);
+    const bad = await chat("not-the-token");
+    out.gateway = [good.status, again.status]; out.streamed = [good, again].every(r => r.body.includes("the gateway") && r.body.includes("[DONE]")); out.wrong_token = bad.status;
     await client.notify(methods.client.session.update, { sessionId: sid, update: { sessionUpdate: "agent_message_chunk", content: { type: "text", text: JSON.stringify(out) } } });
     return { stopReason: "end_turn" };
   });
@@ -1059,9 +1061,13 @@ fn a_custom_acp_agent_gets_files_terminals_and_the_gateway() {
     if !agents_installed() {
         return;
     }
-    let script = Script::new([Turn::Reply(
-        Reply::text(["from ", "the gateway"]).usage(11, 2, 0, 0),
-    )]);
+    // Both calls wait 300 ms for their first token: they end, and are metered, at once.
+    let reply = || {
+        Reply::text(["from ", "the gateway"])
+            .usage(11, 2, 0, 0)
+            .delays(Duration::from_millis(300), Duration::ZERO)
+    };
+    let script = Script::new([Turn::Reply(reply()), Turn::Reply(reply())]);
     let rig = Rig::new("custom/local", "openai", "local", script);
     let sid = rig.session(json!({
         "name": "custom", "model": "scripted/claude-sonnet-4-5",
@@ -1081,18 +1087,28 @@ fn a_custom_acp_agent_gets_files_terminals_and_the_gateway() {
     assert_eq!(
         said,
         json!({"read": "line two\n", "outside": "refused", "exit": 3,
-               "output": "term-out\nterm-err\n", "gateway": 200, "streamed": true,
+               "output": "term-out\nterm-err\n", "gateway": [200, 200], "streamed": true,
                "wrong_token": 401}),
         "{evs:#?}"
     );
     let rid = rig.runner_of(&sid);
     let (code, body) = rig.file(&rid, "custom/out.txt");
     assert_eq!((code, body.as_str()), (200, Some("line one\nline two\n")));
-    // The gateway's call was metered (usage read from the stream it asked usage for).
+    // The gateway's calls were metered (usage read from the stream it asked usage for),
+    // and the two at once both count in the session's usage.
     let end = of_type(&evs, "span.model_request_end");
-    assert_eq!(end.len(), 1, "{evs:#?}");
+    assert_eq!(end.len(), 2, "{evs:#?}");
     assert_eq!(end[0]["model_usage"]["input_tokens"], 11);
     assert_eq!(end[0]["model_usage"]["output_tokens"], 2);
+    let session = rig.ok("GET", &format!("/v1/sessions/{sid}"), None);
+    assert_eq!(
+        (
+            session["usage"]["input_tokens"].clone(),
+            session["usage"]["output_tokens"].clone()
+        ),
+        (json!(22), json!(4)),
+        "{session}"
+    );
     let r = &rig.models.requests()[0];
     assert_eq!(r.path, "/v1/chat/completions");
     assert_eq!(

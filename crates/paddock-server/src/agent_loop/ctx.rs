@@ -34,6 +34,9 @@ pub(crate) struct Ctx {
     pub prices: PriceTable,
     /// When this process started: work in flight before it was cut short by a restart.
     pub started_at: Timestamp,
+    /// One metering at a time per session: a session's usage is read, added to and
+    /// written, and an agent may make model calls at once (Claude Code does).
+    pub metering: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Ctx {
@@ -214,6 +217,12 @@ impl Ctx {
             },
             cost.usd,
         );
+        let lock = {
+            let mut m = self.metering.lock().unwrap_or_else(|p| p.into_inner());
+            m.retain(|_, l| Arc::strong_count(l) > 1);
+            m.entry(session_id.to_string()).or_default().clone()
+        };
+        let _one_at_a_time = lock.lock().await;
         let current = self.store.get_session(session_id).await?;
         let mut usage: Usage = current.usage.clone();
         usage.input_tokens += u.input_tokens;

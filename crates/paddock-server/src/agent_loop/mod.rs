@@ -99,6 +99,7 @@ impl AgentRuntime {
             settings: d.settings,
             prices,
             started_at: ts::now(),
+            metering: Default::default(),
         });
         let gateways = Arc::new(gateway::Gateways::new(cx.clone(), builtin.clone()));
         let acp = Arc::new(acp::Acp::new(cx.clone(), builtin.clone(), gateways.clone()));
