@@ -362,7 +362,7 @@ impl Serve {
             log,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !common::answers_http(port) {
+        while !paddock_testkit::answers_http(port) {
             if let Ok(Some(status)) = serve.child.try_wait() {
                 return Err(format!(
                     "paddock serve exited ({status}): {}",

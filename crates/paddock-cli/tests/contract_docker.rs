@@ -96,16 +96,11 @@ async fn docker_system_call_filter() {
     if !available() {
         return;
     }
-    let probe = contract::syscall_probe();
-    if !require_or_skip(
-        "docker",
-        probe.is_some(),
-        "no system-call probe: set PADDOCK_SYSCALL_PROBE (scripts/test builds it) or cargo build -p paddock-syscall-probe",
-    ) {
+    let Some(probe) = contract::syscall_probe_or_skip("docker") else {
         return;
-    }
+    };
     let d = data_dir();
-    contract::syscall_filter(&docker(d.path()), &probe.expect("probe")).await;
+    contract::syscall_filter(&docker(d.path()), &probe).await;
 }
 
 /// Each container runs as a host uid of its own, which owns its workspace: runner A's

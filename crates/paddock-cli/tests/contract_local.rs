@@ -208,15 +208,10 @@ async fn local_system_call_filter() {
     if !bwrap_or_skip(&b) {
         return;
     }
-    let probe = contract::syscall_probe();
-    if !require_or_skip(
-        "bwrap",
-        probe.is_some(),
-        "no system-call probe: set PADDOCK_SYSCALL_PROBE (scripts/test builds it) or cargo build -p paddock-syscall-probe",
-    ) {
+    let Some(probe) = contract::syscall_probe_or_skip("bwrap") else {
         return;
-    }
-    contract::syscall_filter(&b, &probe.expect("probe")).await;
+    };
+    contract::syscall_filter(&b, &probe).await;
 }
 
 fn is_root() -> bool {
@@ -336,20 +331,6 @@ async fn two_hundred_runners_leave_no_uid_behind() {
     assert!(left.is_empty(), "files of released uids: {left:?}");
 }
 
-/// The kernel's Landlock ABI version (0: none).
-fn landlock_abi() -> i64 {
-    // SAFETY: the documented version query (no attributes, flag 1).
-    unsafe {
-        libc::syscall(
-            libc::SYS_landlock_create_ruleset,
-            std::ptr::null::<libc::c_void>(),
-            0usize,
-            1 as libc::c_long,
-        )
-    }
-    .max(0)
-}
-
 /// A namespace escape, simulated: a plain-process worker (no namespaces at all) with
 /// Landlock only cannot open another runner's workspace or the data directory, though
 /// the host's permissions would let it (the orchestrator reads the same file: the
@@ -359,7 +340,7 @@ fn landlock_abi() -> i64 {
 async fn landlock_keeps_a_worker_to_its_workspace() {
     if !require_or_skip(
         "landlock",
-        landlock_abi() >= 6,
+        paddock_worker::confine::kernel_abi() >= 6,
         "this kernel has no Landlock ABI 6 (Linux 6.12)",
     ) {
         return;

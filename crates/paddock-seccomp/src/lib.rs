@@ -133,38 +133,41 @@ const X32_BIT: i64 = 0x4000_0000;
 
 /// The names of the calls `level` denies with `EPERM` (unconditionally).
 pub fn denied(level: SeccompLevel) -> Vec<&'static str> {
-    let mut names: Vec<&str> = match level {
-        SeccompLevel::Unconfined => vec![],
-        SeccompLevel::Default => DENIED.iter().map(|(n, _)| *n).collect(),
-        SeccompLevel::Strict => DENIED.iter().chain(STRICT_ALSO).map(|(n, _)| *n).collect(),
-    };
+    let mut names: Vec<&str> = table(level).map(|(n, _)| *n).collect();
     names.sort_unstable();
     names
 }
 
+/// The calls `level` denies with `EPERM`, with their x86_64 numbers.
+fn table(level: SeccompLevel) -> impl Iterator<Item = &'static (&'static str, i64)> {
+    let (base, strict): (&[_], &[_]) = match level {
+        SeccompLevel::Unconfined => (&[], &[]),
+        SeccompLevel::Default => (DENIED, &[]),
+        SeccompLevel::Strict => (DENIED, STRICT_ALSO),
+    };
+    base.iter().chain(strict)
+}
+
 /// The numbers `level` denies: each call's x86_64 number, and its x32 one.
 fn denied_numbers(level: SeccompLevel) -> Vec<i64> {
-    let names = denied(level);
-    let mut nrs: Vec<i64> = DENIED
-        .iter()
-        .chain(STRICT_ALSO)
-        .filter(|(n, _)| names.contains(n))
-        .flat_map(|(_, nr)| [*nr, *nr | X32_BIT])
-        .collect();
-    nrs.extend(
-        X32_VARIANTS
-            .iter()
-            .filter(|(n, _)| names.contains(n))
-            .map(|(_, nr)| *nr | X32_BIT),
-    );
-    nrs
+    table(level)
+        .flat_map(|(name, nr)| {
+            let variant = X32_VARIANTS.iter().find(|(n, _)| n == name);
+            [
+                Some(*nr),
+                Some(*nr | X32_BIT),
+                variant.map(|(_, v)| *v | X32_BIT),
+            ]
+        })
+        .flatten()
+        .collect()
 }
 
 /// The policy as shown to users (`GET /v1/profiles`, docs/security.md).
 pub fn describe(level: SeccompLevel) -> Value {
     if level == SeccompLevel::Unconfined {
         return json!({"level": level, "filter": null,
-                      "warning": "no system-call filter: code in the runner may load kernel modules' attack surface, mount, create namespaces and trace processes as far as the other layers allow"});
+                      "warning": "no system-call filter of Paddock's: code in the runner may mount, create namespaces, trace processes and reach the kernel's whole system-call surface as far as the other layers allow"});
     }
     json!({
         "level": level,

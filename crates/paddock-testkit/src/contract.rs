@@ -533,6 +533,19 @@ pub fn syscall_probe() -> Option<std::path::PathBuf> {
     p.exists().then_some(p)
 }
 
+/// The probe, or None after saying why it is missing (a failure when
+/// `PADDOCK_REQUIRE_<what>` asks for the tests of that backend).
+pub fn syscall_probe_or_skip(what: &str) -> Option<std::path::PathBuf> {
+    let probe = syscall_probe();
+    crate::require_or_skip(
+        what,
+        probe.is_some(),
+        "no system-call probe: set PADDOCK_SYSCALL_PROBE (scripts/test builds it) or cargo build -p paddock-syscall-probe",
+    )
+    .then_some(probe)
+    .flatten()
+}
+
 /// Runs the probe in a new runner with `level`; its answers by call, and the runner's
 /// `enforced` report.
 async fn probe_in(

@@ -43,7 +43,7 @@ pub fn current() -> Confinement {
 }
 
 /// The kernel's Landlock ABI version, 0 without Landlock.
-fn kernel_abi() -> i64 {
+pub fn kernel_abi() -> i64 {
     const LANDLOCK_CREATE_RULESET_VERSION: libc::c_long = 1;
     // SAFETY: the documented version query: no ruleset attributes, no pointers kept.
     let v = unsafe {

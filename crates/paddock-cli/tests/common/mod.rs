@@ -58,7 +58,7 @@ impl Serve {
         let url = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut child = child;
-        while !answers_http(port) {
+        while !paddock_testkit::answers_http(port) {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!(
                     "paddock serve exited ({status}) before listening:\n{}",
@@ -202,22 +202,4 @@ pub fn text(o: &std::process::Output) -> (String, String) {
         String::from_utf8_lossy(&o.stdout).into_owned(),
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
-}
-
-/// Whether a Paddock server answers `GET /healthz` on `port`. A bare TCP connect is not
-/// enough: with nothing listening yet, a loopback connect can connect to itself (source
-/// port = destination port) and the wait would end before the server is up.
-pub fn answers_http(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
-    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 ")
 }
